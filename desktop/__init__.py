@@ -1,0 +1,1 @@
+"""tuskit.desktop: a folder-watching upload engine and its Textual dashboard."""

@@ -1,0 +1,40 @@
+"""The `tuskit` command line.
+
+Each side registers its own subcommands (`tuskit.server.cli`, `tuskit.desktop.cli`) so that this root
+module stays free of Tornado and Textual imports: `tuskit sync` must not pay for the server, nor the
+server for Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# module path -> the subcommands it registers (imported only when that subcommand runs)
+_COMMANDS: dict[str, str] = {
+    "server": "tuskit.server.cli",
+    "sign": "tuskit.server.cli",
+    "sync": "tuskit.desktop.cli",
+    "desk": "tuskit.desktop.cli",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; with `only`, import just the module that owns that subcommand."""
+    parser = argparse.ArgumentParser(prog="tuskit", description="Resumable uploads over tus 1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    wanted = {_COMMANDS[only]} if only in _COMMANDS else dict.fromkeys(_COMMANDS.values())
+    for module_name in wanted:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(first)
+    args = parser.parse_args(args_list)
+    return int(args.run(args) or 0)
