@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import ServerProcess, start_server
 
 from tuskit.server.embedded_redis import EmbeddedRedis
+
+from support import ServerProcess, start_server
 
 
 @pytest.fixture(scope="session")
