@@ -1,0 +1,112 @@
+"""Assemble the server from its layers and run it until SIGTERM/SIGINT, then stop without losing bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis.asyncio as aioredis
+import tornado.web
+from redis.exceptions import RedisError
+from tornado.netutil import bind_sockets
+
+from tuskit.server.chunked import TusHTTPServer
+from tuskit.server.config import ServerConfig
+from tuskit.server.context import ServerContext
+from tuskit.server.events import EventBus
+from tuskit.server.handlers import TusHandler, log_request
+from tuskit.server.locks import Locker
+from tuskit.server.service import ServiceConfig, UploadService
+from tuskit.server.state import StateStore
+from tuskit.server.storage import FileStore
+
+log = logging.getLogger("tuskit.server")
+
+SHUTDOWN_GRACE_SECONDS = 15.0
+
+
+def make_app(ctx: ServerContext) -> tornado.web.Application:
+    base = re.escape(ctx.config.base_path)
+    return tornado.web.Application(
+        [
+            (rf"{base}([^/]*)", TusHandler),
+            (rf"{base[:-1]}()", TusHandler),
+        ],
+        tuskit=ctx,
+        log_function=log_request,
+    )
+
+
+async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
+    redis = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
+    locker = Locker(redis)
+    await locker.start()
+    service = UploadService(
+        StateStore(redis), FileStore(config.data_dir), locker, EventBus(redis), executor,
+        ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after),
+    )
+    return ServerContext(config=config, redis=redis, service=service)
+
+
+async def _sweep_forever(ctx: ServerContext) -> None:
+    """Expiry sweeper: every process runs one; the per-upload lease makes them take turns."""
+    while True:
+        await asyncio.sleep(ctx.config.sweep_interval)
+        try:
+            swept = await ctx.service.sweep(time.time())
+            if swept:
+                log.info("expired %d unfinished uploads", swept)
+        except RedisError as exc:
+            log.warning("expiry sweep skipped, redis unavailable: %s", exc)
+
+
+async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:
+    """Stop taking requests, let streaming PATCHes save their bytes and answer 503, then close."""
+    server.stop()
+    ctx.shutting_down = True
+    streams = list(ctx.active)
+    for handler in streams:
+        handler.interrupt()
+    pending = [h.stopping for h in streams if getattr(h, "stopping", None) is not None]
+    if pending:
+        await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+    await asyncio.wait_for(ctx.service.drain(), timeout=SHUTDOWN_GRACE_SECONDS)
+    await server.close_all_connections()
+
+
+async def serve(config: ServerConfig, redis_url: str) -> None:
+    ctx = await build_context(config, redis_url)
+    server = TusHTTPServer(
+        make_app(ctx),
+        xheaders=config.behind_proxy,
+        chunk_size=config.chunk_size,
+        idle_connection_timeout=max(config.network_timeout, 60.0),
+        body_timeout=config.network_timeout,
+    )
+    sockets = bind_sockets(config.port, config.host)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"tuskit server listening on http://{host}:{port}{config.base_path}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sweeper = asyncio.create_task(_sweep_forever(ctx))
+    await stop.wait()
+    log.info("shutting down: saving in-flight uploads")
+    sweeper.cancel()
+    try:
+        await _shutdown(ctx, server)
+    finally:
+        await ctx.service.locker.stop()
+        with contextlib.suppress(RedisError):
+            await ctx.redis.aclose()
+        ctx.service.executor.shutdown(wait=True)

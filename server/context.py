@@ -1,0 +1,24 @@
+"""What every handler needs, built once at start-up and handed to handlers through `initialize`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from tuskit.server.config import ServerConfig
+from tuskit.server.service import UploadService
+
+
+class Interruptible(Protocol):
+    def interrupt(self) -> None: ...
+
+
+@dataclass
+class ServerContext:
+    config: ServerConfig
+    redis: aioredis.Redis
+    service: UploadService
+    shutting_down: bool = False
+    active: set[Interruptible] = field(default_factory=set)  # requests streaming a body right now

@@ -1,0 +1,371 @@
+"""HTTP <-> UploadService. Parse and validate with tuskit.protocol, call the service, render the result.
+
+No tus rules live here beyond mapping headers to arguments; every failure is a TusError rendered by
+`write_error` with CORS and Tus-Resumable, so errors look like every other response to a browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from tuskit import errors, protocol
+from tuskit.server import cors, ids
+from tuskit.server.chunked import request_trailers
+from tuskit.server.context import ServerContext
+from tuskit.server.locks import Lease
+from tuskit.server.service import AppendSession, as_tus_error
+from tuskit.server.state import DONE, Upload
+
+log = logging.getLogger("tuskit.server.http")
+
+_OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_INLINE_TYPES = {
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "text/plain", "application/pdf",
+    "audio/mpeg", "audio/ogg", "audio/wav", "video/mp4", "video/webm", "video/ogg",
+}
+_REASONS = {460: "Checksum Mismatch"}
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One line per request with its ID, so a client's X-Request-ID finds the server's side of the story."""
+    level = logging.WARNING if handler.get_status() >= 500 else logging.INFO
+    log.log(level, "%s %s %s %d %.1fms id=%s", handler.request.remote_ip, handler.request.method,
+            handler.request.path, handler.get_status(), 1000 * handler.request.request_time(),
+            handler._headers.get("X-Request-ID", "-"))
+
+
+@tornado.web.stream_request_body
+class TusHandler(tornado.web.RequestHandler):
+    """The tus endpoint: `{base}` (OPTIONS, POST) and `{base}{id}` (HEAD, PATCH, DELETE, GET, OPTIONS)."""
+
+    SUPPORTED_METHODS = ("OPTIONS", "HEAD", "GET", "POST", "PATCH", "DELETE")
+
+    @property
+    def ctx(self) -> ServerContext:
+        ctx: ServerContext = self.application.settings["tuskit"]
+        return ctx
+
+    def initialize(self) -> None:
+        self.service = self.ctx.service
+        self.session: AppendSession | None = None
+        self.lease: Lease | None = None
+        self.stopping: asyncio.Task[None] | None = None
+        override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
+        if self.request.method == "POST" and override in _OVERRIDABLE:
+            self.request.method = override
+        self.request_id = self.request.headers.get("X-Request-ID") or secrets.token_hex(8)
+
+    # ---- common headers and errors ---------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        self.set_header("Tus-Resumable", protocol.TUS_VERSION)
+        self.clear_header("Content-Type")
+        for name, value in cors.cors_headers(self.request.headers.get("Origin"),
+                                             self.ctx.config.cors_origins).items():
+            self.set_header(name, value)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], tornado.web.HTTPError):
+            err = errors.TusError(status_code, "ERR_HTTP", exc_info[1].log_message or self._reason)
+        else:
+            err = as_tus_error(exc_info[1]) if exc_info else errors.TusError(status_code, "ERR_HTTP", self._reason)
+        self.render_error(err)
+
+    def render_error(self, err: errors.TusError) -> asyncio.Future[None] | None:
+        status = err.status
+        if self.request.method == "HEAD" and status >= 500:
+            # tus-js-client starts over from zero after a failed HEAD, but retries a 423
+            status = 423
+        self.set_status(status, _REASONS.get(status))
+        for name, value in err.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        return None if self._finished else self.finish(f"{err.message}\n")
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, errors.TusError) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+            return  # an expected outcome; on_finish logs the request line with its reason
+        log.error("request %s failed", self.request_id, exc_info=(typ, value, tb))
+
+    def compute_etag(self) -> None:
+        return None  # downloads set the sha256 as ETag; tus responses have none
+
+    # ---- request set-up --------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        self.set_header("X-Request-ID", self.request_id)
+        method = self.request.method
+        if method == "OPTIONS" or (method == "GET" and "Tus-Resumable" not in self.request.headers):
+            return  # discovery/preflight and plain downloads are not tus requests
+        protocol.check_version(self.request.headers.get("Tus-Resumable"))
+        if self.ctx.shutting_down:
+            raise errors.SHUTTING_DOWN()
+        if method == "PATCH":
+            await self._start_patch()
+        elif method == "POST":
+            await self._start_post()
+        else:
+            self.request.connection.set_max_body_size(0)
+
+    def _has_body(self) -> bool:
+        h = self.request.headers
+        return int(h.get("Content-Length") or 0) > 0 or "chunked" in h.get("Transfer-Encoding", "").lower()
+
+    def _max_body(self) -> int:
+        # a little over what any upload may take, so overruns reach us as a clear 413, not tornado's 400
+        return (self.ctx.config.max_size or 2**40) + 1024 * 1024
+
+    def _upload_id(self) -> str:
+        upload_id = self.path_args[0] if self.path_args else None
+        if not upload_id:
+            raise errors.METHOD_NOT_ALLOWED(f"{self.request.method} needs an upload URL, not the collection")
+        return ids.check(upload_id)
+
+    def _owner(self) -> str:
+        return ""
+
+    async def _start_patch(self) -> None:
+        upload_id = self._upload_id()
+        h = self.request.headers
+        if h.get("Content-Type", "").split(";")[0].strip().lower() != protocol.OFFSET_CONTENT_TYPE:
+            raise errors.UNSUPPORTED_MEDIA()
+        offset = protocol.parse_offset(h.get("Upload-Offset"))
+        checksum = protocol.parse_checksum(h["Upload-Checksum"]) if "Upload-Checksum" in h else None
+        new_length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
+        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+        self.lease = await self.service.lock(upload_id)
+        try:
+            upload = await self.service.get(upload_id, self._owner())
+            await self._open_session(upload, offset, new_length, body_length, checksum)
+        except BaseException:
+            await self._release()
+            raise
+
+    async def _start_post(self) -> None:
+        """Create the upload now: with creation-with-upload its body streams in before `post()` runs."""
+        if self.path_args and self.path_args[0]:
+            raise errors.METHOD_NOT_ALLOWED("POST creates uploads at the collection URL, not on an upload")
+        h = self.request.headers
+        concat = protocol.parse_concat(h.get("Upload-Concat"))
+        metadata = protocol.parse_metadata(h.get("Upload-Metadata"))
+        deferred = protocol.parse_defer_length(h.get("Upload-Defer-Length"))
+        length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
+        if concat is not None and concat.kind == "final":
+            if length is not None or deferred:
+                raise errors.INVALID_LENGTH("a final upload takes its length from its partials; omit Upload-Length")
+        elif length is None and not deferred:
+            raise errors.INVALID_LENGTH("Upload-Length or Upload-Defer-Length: 1 is required")
+        elif length is not None and deferred:
+            raise errors.INVALID_LENGTH("send Upload-Length or Upload-Defer-Length, not both")
+        with_body = self._has_body() and (concat is None or concat.kind == "partial")
+        checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
+        self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
+                                                 owner=self._owner())
+        self.set_header("Location", self._location(self.created.id))
+        content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
+        if not with_body or content_type != protocol.OFFSET_CONTENT_TYPE:
+            self.request.connection.set_max_body_size(64 * 1024)  # a stray body is read and ignored
+            return
+        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+        self.lease = await self.service.lock(self.created.id)
+        try:
+            await self._open_session(self.created, 0, None, body_length, checksum)
+        except BaseException:
+            await self._release()
+            raise
+
+    async def _open_session(self, upload: Upload, offset: int, new_length: int | None,
+                            body_length: int | None, checksum: tuple[str, bytes] | None) -> None:
+        assert self.lease is not None
+        trailer = "upload-checksum" in self.request.headers.get("Trailer", "").lower()
+        self.session = await self.service.open_append(
+            upload, self.lease, offset, new_length=new_length, body_length=body_length,
+            checksum=checksum, checksum_in_trailer=trailer)
+        self.lease.on_release_request = self.interrupt
+        self.request.connection.set_max_body_size(self._max_body())
+        self.request.connection.set_body_timeout(self.ctx.config.network_timeout)
+        self.ctx.active.add(self)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.session is not None:
+            await self.session.write(chunk)
+
+    # ---- ending a streamed body ------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Another request wants this upload, our lease is lost, or the server is stopping: save and end."""
+        if self.stopping is None and self.session is not None and not self.session.closed:
+            self.stopping = asyncio.ensure_future(self._stop_streaming())
+
+    async def _stop_streaming(self) -> None:
+        assert self.session is not None
+        why = "server shutting down" if self.ctx.shutting_down else "another request took over the upload"
+        try:
+            offset = await self.session.abort(why)
+        except Exception as exc:
+            log.warning("saving upload %s on interrupt failed: %s", self.session.upload.id, exc)
+            offset = None
+        finally:
+            await self._release()
+        if self.ctx.shutting_down:
+            saved = {"Upload-Offset": str(offset)} if offset is not None else {}
+            sent = self.render_error(errors.SHUTTING_DOWN(headers=saved))
+            if sent is not None:
+                with contextlib.suppress(StreamClosedError):
+                    await sent  # the 503 is on the wire before the connection goes
+        self.request.connection.close()
+
+    def on_connection_close(self) -> None:
+        if self.session is not None and not self.session.closed and self.stopping is None:
+            self.stopping = asyncio.ensure_future(self._stop_on_disconnect())
+
+    async def _stop_on_disconnect(self) -> None:
+        assert self.session is not None
+        try:
+            await self.session.abort("client disconnected")
+        except Exception as exc:
+            log.warning("saving upload %s after disconnect failed: %s", self.session.upload.id, exc)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        self.ctx.active.discard(self)
+        if self.lease is not None:
+            lease, self.lease = self.lease, None
+            await lease.release()
+
+    async def _finish_session(self) -> Upload:
+        assert self.session is not None
+        try:
+            trailers = request_trailers(self.request)
+            trailer = protocol.parse_checksum(trailers["Upload-Checksum"]) if "Upload-Checksum" in trailers else None
+            return await self.session.finish(trailer)
+        finally:
+            await self._release()
+
+    # ---- verbs -----------------------------------------------------------------------------------
+
+    def _upload_headers(self, upload: Upload) -> None:
+        if upload.expires is not None and upload.status != DONE:
+            self.set_header("Upload-Expires", protocol.http_date(upload.expires))
+
+    async def options(self, upload_id: str | None = None) -> None:
+        self.set_header("Tus-Version", ",".join(protocol.SUPPORTED_VERSIONS))
+        self.set_header("Tus-Extension", ",".join(protocol.EXTENSIONS))
+        self.set_header("Tus-Checksum-Algorithm", ",".join(protocol.CHECKSUM_ALGORITHMS))
+        if self.ctx.config.max_size is not None:
+            self.set_header("Tus-Max-Size", str(self.ctx.config.max_size))
+        if "Access-Control-Request-Method" in self.request.headers:
+            for name, value in cors.preflight_headers().items():
+                self.set_header(name, value)
+        self.set_status(204)
+
+    async def post(self, upload_id: str | None = None) -> None:
+        upload = self.created
+        if self.session is not None:
+            upload = await self._finish_session()
+            self.set_header("Upload-Offset", str(upload.offset))
+        self._upload_headers(upload)
+        self.set_status(201)
+
+    async def head(self, upload_id: str) -> None:
+        upload_id = self._upload_id()
+        lease = await self.service.lock(upload_id)  # waits for (and stops) a stale writer first
+        try:
+            upload = await self.service.get(upload_id, self._owner())
+        finally:
+            await lease.release()
+        self.set_header("Cache-Control", "no-store")
+        final_waiting = upload.concat == "final" and upload.status != DONE
+        if not final_waiting:
+            self.set_header("Upload-Offset", str(upload.offset))
+        if upload.length is not None:
+            self.set_header("Upload-Length", str(upload.length))
+        elif upload.concat != "final":
+            self.set_header("Upload-Defer-Length", "1")
+        if upload.metadata:
+            self.set_header("Upload-Metadata", upload.metadata)
+        if upload.concat == "partial":
+            self.set_header("Upload-Concat", "partial")
+        elif upload.concat == "final":
+            self.set_header("Upload-Concat", "final;" + " ".join(self._location(p) for p in upload.parts))
+        self._upload_headers(upload)
+        self.set_status(200)
+
+    async def patch(self, upload_id: str | None = None) -> None:
+        upload = await self._finish_session()
+        self.set_header("Upload-Offset", str(upload.offset))
+        self._upload_headers(upload)
+        self.set_status(204)
+
+    async def delete(self, upload_id: str | None = None) -> None:
+        upload_id = self._upload_id()
+        lease = await self.service.lock(upload_id)
+        try:
+            upload = await self.service.get(upload_id, self._owner())
+            await self.service.terminate(upload)
+        finally:
+            await lease.release()
+        self.set_status(204)
+
+    async def get(self, upload_id: str | None = None) -> None:
+        upload = await self.service.get(self._upload_id(), self._owner())
+        if upload.status != DONE or upload.length is None:
+            raise errors.NOT_FOUND("upload is not finished yet; HEAD shows its progress")
+        start, end = self._byte_range(upload.length)
+        metadata = protocol.parse_metadata(upload.metadata)
+        declared = (protocol.metadata_text(metadata, "filetype") or protocol.metadata_text(metadata, "type")
+                    or "").lower()
+        filename = protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name")
+        inline = declared in _INLINE_TYPES
+        self.set_header("Content-Type", declared if inline else "application/octet-stream")
+        disposition = "inline" if inline else "attachment"
+        if filename:
+            disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
+        self.set_header("Content-Disposition", disposition)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("ETag", f'"{upload.sha256}"')
+        self.set_header("Content-Length", str(end - start))
+        try:
+            await self.service.stream(upload.id, start, end, self._send)
+        except StreamClosedError:
+            return
+
+    async def _send(self, block: bytes) -> None:
+        self.write(block)
+        await self.flush()
+
+    def _byte_range(self, length: int) -> tuple[int, int]:
+        header = self.request.headers.get("Range")
+        if not header:
+            return 0, length
+        m = _RANGE.fullmatch(header.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            raise errors.TusError(416, "ERR_RANGE", f"unsupported Range {header!r}",
+                                  {"Content-Range": f"bytes */{length}"})
+        if m.group(1):
+            start = int(m.group(1))
+            end = min(int(m.group(2)) + 1, length) if m.group(2) else length
+        else:
+            start, end = max(length - int(m.group(2)), 0), length
+        if start >= length or start >= end:
+            raise errors.TusError(416, "ERR_RANGE", f"Range {header!r} is outside 0-{length - 1}",
+                                  {"Content-Range": f"bytes */{length}"})
+        self.set_status(206)
+        self.set_header("Content-Range", f"bytes {start}-{end - 1}/{length}")
+        return start, end
+
+    def _location(self, upload_id: str) -> str:
+        return f"{self.request.protocol}://{self.request.host}{self.ctx.config.base_path}{upload_id}"

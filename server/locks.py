@@ -1,0 +1,137 @@
+"""One Redis lease per upload, so two requests never write the same upload at once.
+
+A lease is `SET NX PX` with a random token, renewed while its holder works and released with
+compare-and-delete. A request that finds the upload leased asks the holder to let go over pub/sub (the
+usual holder is a client's old, half-open connection after it reconnected); the holder saves what it has
+and releases, and the newcomer gets the lease within a few seconds or answers 423.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from tuskit import errors
+
+log = logging.getLogger(__name__)
+
+_LOCK = "tuskit:lock:"
+_RELEASE_CHANNEL = "tuskit:lock-release:"
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """A held lock. `lost` turns true if renewal failed: its holder must stop writing."""
+
+    def __init__(self, locker: Locker, upload_id: str, token: str) -> None:
+        self.locker = locker
+        self.upload_id = upload_id
+        self.token = token
+        self.lost = False
+        self.on_release_request: Callable[[], None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def _renew_forever(self) -> None:
+        interval = self.locker.ttl_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self.locker._renew(keys=[_LOCK + self.upload_id], args=[self.token, self.locker.ttl_ms])
+            except aioredis.RedisError as exc:
+                log.warning("lease renewal for %s failed: %s", self.upload_id, exc)
+                ok = 0
+            if not ok:
+                self.lost = True
+                log.warning("lost the lease on %s; its writer stops", self.upload_id)
+                self._ask_to_stop()
+                return
+
+    def _ask_to_stop(self) -> None:
+        if self.on_release_request is not None:
+            self.on_release_request()
+
+    async def release(self) -> None:
+        self.locker._held.pop(self.upload_id, None)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        if not self.lost:
+            with contextlib.suppress(aioredis.RedisError):
+                await self.locker._release(keys=[_LOCK + self.upload_id], args=[self.token])
+
+
+class Locker:
+    """Hands out leases; one instance per server process, sharing Redis with the others."""
+
+    def __init__(self, redis: aioredis.Redis, ttl_ms: int = 30_000, wait_seconds: float = 5.0,
+                 poll_seconds: float = 0.05) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._held: dict[str, Lease] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.waits = 0  # how many acquisitions had to wait (for metrics)
+
+    async def start(self) -> None:
+        """Listen for release requests aimed at leases this process holds."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
+        self._listener = asyncio.create_task(self._listen(pubsub))
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aioredis.RedisError):
+                await self._listener
+
+    async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    channel = message["channel"].decode()
+                    lease = self._held.get(channel[len(_RELEASE_CHANNEL):])
+                    if lease is not None:
+                        log.info("upload %s requested by another request; its writer lets go", lease.upload_id)
+                        lease._ask_to_stop()
+            except aioredis.RedisError as exc:
+                log.warning("lock release listener lost redis (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+                with contextlib.suppress(aioredis.RedisError):
+                    await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
+
+    async def acquire(self, upload_id: str) -> Lease:
+        """Take the lease, asking a current holder to let go; 423 if it is not free in time."""
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self.wait_seconds
+        asked = False
+        while True:
+            if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms):
+                lease = Lease(self, upload_id, token)
+                self._held[upload_id] = lease
+                lease._renewer = asyncio.create_task(lease._renew_forever())
+                return lease
+            if not asked:
+                self.waits += 1
+                await self.redis.publish(_RELEASE_CHANNEL + upload_id, token)
+                asked = True
+            if time.monotonic() >= deadline:
+                raise errors.UPLOAD_LOCKED()
+            await asyncio.sleep(self.poll_seconds)
