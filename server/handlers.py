@@ -21,6 +21,7 @@ from tuskit import errors, protocol
 from tuskit.server import cors, ids
 from tuskit.server.chunked import request_trailers
 from tuskit.server.context import ServerContext
+from tuskit.server.forwarded import public_origin
 from tuskit.server.locks import Lease
 from tuskit.server.service import AppendSession, as_tus_error
 from tuskit.server.state import DONE, Upload
@@ -368,4 +369,6 @@ class TusHandler(tornado.web.RequestHandler):
         return start, end
 
     def _location(self, upload_id: str) -> str:
-        return f"{self.request.protocol}://{self.request.host}{self.ctx.config.base_path}{upload_id}"
+        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
+                               self.ctx.config.behind_proxy)
+        return f"{origin}{self.ctx.config.base_path}{upload_id}"
