@@ -66,14 +66,28 @@ async def _sweep_forever(ctx: ServerContext) -> None:
             log.warning("expiry sweep skipped, redis unavailable: %s", exc)
 
 
+async def _close_stalled_forever(ctx: ServerContext) -> None:
+    """--network-timeout: a PATCH that sends nothing for that long keeps its bytes and is closed.
+
+    Tornado's body_timeout bounds the whole body, which would cut slow but healthy large uploads.
+    """
+    timeout = ctx.config.network_timeout
+    while True:
+        await asyncio.sleep(min(1.0, timeout / 4))
+        now = time.monotonic()
+        for handler in list(ctx.active):
+            if now - handler.last_data > timeout:
+                handler.interrupt(f"client sent nothing for {timeout:g}s")
+
+
 async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:
     """Stop taking requests, let streaming PATCHes save their bytes and answer 503, then close."""
     server.stop()
     ctx.shutting_down = True
     streams = list(ctx.active)
     for handler in streams:
-        handler.interrupt()
-    pending = [h.stopping for h in streams if getattr(h, "stopping", None) is not None]
+        handler.interrupt("server shutting down")
+    pending = [h.stopping for h in streams if h.stopping is not None]
     if pending:
         await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
     await asyncio.wait_for(ctx.service.drain(), timeout=SHUTDOWN_GRACE_SECONDS)
@@ -87,7 +101,6 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
         xheaders=config.behind_proxy,
         chunk_size=config.chunk_size,
         idle_connection_timeout=max(config.network_timeout, 60.0),
-        body_timeout=config.network_timeout,
     )
     sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)
@@ -99,10 +112,11 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sweeper = asyncio.create_task(_sweep_forever(ctx))
+    chores = [asyncio.create_task(_sweep_forever(ctx)), asyncio.create_task(_close_stalled_forever(ctx))]
     await stop.wait()
     log.info("shutting down: saving in-flight uploads")
-    sweeper.cancel()
+    for chore in chores:
+        chore.cancel()
     try:
         await _shutdown(ctx, server)
     finally:

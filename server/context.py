@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -12,7 +13,12 @@ from tuskit.server.service import UploadService
 
 
 class Interruptible(Protocol):
-    def interrupt(self) -> None: ...
+    """A request streaming a body: it can be told to save what it has and end."""
+
+    last_data: float  # time.monotonic() of the last body bytes
+    stopping: asyncio.Future[None] | None  # set once interrupted: done when its bytes are saved
+
+    def interrupt(self, why: str) -> None: ...
 
 
 @dataclass

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 import secrets
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -60,7 +61,8 @@ class TusHandler(tornado.web.RequestHandler):
         self.service = self.ctx.service
         self.session: AppendSession | None = None
         self.lease: Lease | None = None
-        self.stopping: asyncio.Task[None] | None = None
+        self.stopping: asyncio.Future[None] | None = None
+        self.last_data = time.monotonic()
         override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
         if self.request.method == "POST" and override in _OVERRIDABLE:
             self.request.method = override
@@ -193,25 +195,25 @@ class TusHandler(tornado.web.RequestHandler):
         self.session = await self.service.open_append(
             upload, self.lease, offset, new_length=new_length, body_length=body_length,
             checksum=checksum, checksum_in_trailer=trailer)
-        self.lease.on_release_request = self.interrupt
+        self.lease.on_release_request = lambda: self.interrupt("another request took over the upload")
         self.request.connection.set_max_body_size(self._max_body())
-        self.request.connection.set_body_timeout(self.ctx.config.network_timeout)
+        self.last_data = time.monotonic()
         self.ctx.active.add(self)
 
     async def data_received(self, chunk: bytes) -> None:
         if self.session is not None:
+            self.last_data = time.monotonic()
             await self.session.write(chunk)
 
     # ---- ending a streamed body ------------------------------------------------------------------
 
-    def interrupt(self) -> None:
-        """Another request wants this upload, our lease is lost, or the server is stopping: save and end."""
+    def interrupt(self, why: str) -> None:
+        """Another request wants this upload, the client stalled, or the server is stopping: save and end."""
         if self.stopping is None and self.session is not None and not self.session.closed:
-            self.stopping = asyncio.ensure_future(self._stop_streaming())
+            self.stopping = asyncio.ensure_future(self._stop_streaming(why))
 
-    async def _stop_streaming(self) -> None:
+    async def _stop_streaming(self, why: str) -> None:
         assert self.session is not None
-        why = "server shutting down" if self.ctx.shutting_down else "another request took over the upload"
         try:
             offset = await self.session.abort(why)
         except Exception as exc:
