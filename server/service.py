@@ -180,8 +180,6 @@ class UploadService:
         if offset != upload.offset:
             raise errors.MISMATCHED_OFFSET(
                 f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
-        if upload.complete:
-            raise errors.FORBIDDEN("upload is already complete")
         limit = (upload.length if upload.length is not None else self.config.max_size)
         room = None if limit is None else limit - offset
         if body_length is not None and room is not None and body_length > room:
@@ -325,6 +323,7 @@ class AppendSession:
         self.chunk_hasher = new_hasher(checksum[0]) if checksum else None
         self.running = service.digests.take(upload.id, upload.offset)
         self.start = upload.offset
+        self.already_complete = upload.complete  # a repeated last PATCH (its 204 was lost): answer it again
         self.committed = upload.offset  # recorded in Redis
         self.written = upload.offset  # on disk, by completed flushes
         self.position = upload.offset  # where the next flush writes
@@ -436,7 +435,7 @@ class AppendSession:
             if self.error is not None:
                 raise self.error
             upload = replace(self.upload, offset=self.committed)
-            if upload.complete:
+            if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
                 return await self.service._complete(upload, running)
             return upload
