@@ -19,7 +19,8 @@ from tuskit.server.chunked import TusHTTPServer
 from tuskit.server.config import ServerConfig
 from tuskit.server.context import ServerContext
 from tuskit.server.events import EventBus
-from tuskit.server.handlers import TusHandler, log_request
+from tuskit.server.handlers import TusHandler
+from tuskit.server.http_base import log_request
 from tuskit.server.locks import Locker
 from tuskit.server.service import ServiceConfig, UploadService
 from tuskit.server.state import StateStore

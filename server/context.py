@@ -26,5 +26,6 @@ class ServerContext:
     config: ServerConfig
     redis: aioredis.Redis
     service: UploadService
+    thumbnail_sizes: tuple[int, ...] = (256,)
     shutting_down: bool = False
     active: set[Interruptible] = field(default_factory=set)  # requests streaming a body right now

@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
-import secrets
 import time
-from typing import Any
 from urllib.parse import quote
 
 import tornado.web
@@ -21,10 +19,10 @@ from tornado.iostream import StreamClosedError
 from tuskit import errors, protocol
 from tuskit.server import cors, ids
 from tuskit.server.chunked import request_trailers
-from tuskit.server.context import ServerContext
 from tuskit.server.forwarded import public_origin
+from tuskit.server.http_base import BaseHandler
 from tuskit.server.locks import Lease
-from tuskit.server.service import AppendSession, as_tus_error
+from tuskit.server.service import AppendSession
 from tuskit.server.state import DONE, Upload
 
 log = logging.getLogger("tuskit.server.http")
@@ -35,29 +33,16 @@ _INLINE_TYPES = {
     "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "text/plain", "application/pdf",
     "audio/mpeg", "audio/ogg", "audio/wav", "video/mp4", "video/webm", "video/ogg",
 }
-_REASONS = {460: "Checksum Mismatch"}
-
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One line per request with its ID, so a client's X-Request-ID finds the server's side of the story."""
-    level = logging.WARNING if handler.get_status() >= 500 else logging.INFO
-    log.log(level, "%s %s %s %d %.1fms id=%s", handler.request.remote_ip, handler.request.method,
-            handler.request.path, handler.get_status(), 1000 * handler.request.request_time(),
-            handler._headers.get("X-Request-ID", "-"))
 
 
 @tornado.web.stream_request_body
-class TusHandler(tornado.web.RequestHandler):
+class TusHandler(BaseHandler):
     """The tus endpoint: `{base}` (OPTIONS, POST) and `{base}{id}` (HEAD, PATCH, DELETE, GET, OPTIONS)."""
 
     SUPPORTED_METHODS = ("OPTIONS", "HEAD", "GET", "POST", "PATCH", "DELETE")
 
-    @property
-    def ctx(self) -> ServerContext:
-        ctx: ServerContext = self.application.settings["tuskit"]
-        return ctx
-
     def initialize(self) -> None:
+        super().initialize()
         self.service = self.ctx.service
         self.session: AppendSession | None = None
         self.lease: Lease | None = None
@@ -66,48 +51,10 @@ class TusHandler(tornado.web.RequestHandler):
         override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
         if self.request.method == "POST" and override in _OVERRIDABLE:
             self.request.method = override
-        self.request_id = self.request.headers.get("X-Request-ID") or secrets.token_hex(8)
-
-    # ---- common headers and errors ---------------------------------------------------------------
-
-    def set_default_headers(self) -> None:
-        self.set_header("Tus-Resumable", protocol.TUS_VERSION)
-        self.clear_header("Content-Type")
-        for name, value in cors.cors_headers(self.request.headers.get("Origin"),
-                                             self.ctx.config.cors_origins).items():
-            self.set_header(name, value)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], tornado.web.HTTPError):
-            err = errors.TusError(status_code, "ERR_HTTP", exc_info[1].log_message or self._reason)
-        else:
-            err = as_tus_error(exc_info[1]) if exc_info else errors.TusError(status_code, "ERR_HTTP", self._reason)
-        self.render_error(err)
-
-    def render_error(self, err: errors.TusError) -> asyncio.Future[None] | None:
-        status = err.status
-        if self.request.method == "HEAD" and status >= 500:
-            # tus-js-client starts over from zero after a failed HEAD, but retries a 423
-            status = 423
-        self.set_status(status, _REASONS.get(status))
-        for name, value in err.headers.items():
-            self.set_header(name, value)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        return None if self._finished else self.finish(f"{err.message}\n")
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, errors.TusError) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
-            return  # an expected outcome; on_finish logs the request line with its reason
-        log.error("request %s failed", self.request_id, exc_info=(typ, value, tb))
-
-    def compute_etag(self) -> None:
-        return None  # downloads set the sha256 as ETag; tus responses have none
 
     # ---- request set-up --------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        self.set_header("X-Request-ID", self.request_id)
         method = self.request.method
         if method == "OPTIONS" or (method == "GET" and "Tus-Resumable" not in self.request.headers):
             return  # discovery/preflight and plain downloads are not tus requests
@@ -135,9 +82,6 @@ class TusHandler(tornado.web.RequestHandler):
             raise errors.METHOD_NOT_ALLOWED(f"{self.request.method} needs an upload URL, not the collection")
         return ids.check(upload_id)
 
-    def _owner(self) -> str:
-        return ""
-
     async def _start_patch(self) -> None:
         upload_id = self._upload_id()
         h = self.request.headers
@@ -149,7 +93,7 @@ class TusHandler(tornado.web.RequestHandler):
         body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
         self.lease = await self.service.lock(upload_id)
         try:
-            upload = await self.service.get(upload_id, self._owner())
+            upload = await self.service.get(upload_id, self.owner())
             await self._open_session(upload, offset, new_length, body_length, checksum)
         except BaseException:
             await self._release()
@@ -174,7 +118,7 @@ class TusHandler(tornado.web.RequestHandler):
         with_body = self._has_body() and (concat is None or concat.kind == "partial")
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
         self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
-                                                 owner=self._owner())
+                                                 owner=self.owner())
         self.set_header("Location", self._location(self.created.id))
         content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
         if not with_body or content_type != protocol.OFFSET_CONTENT_TYPE:
@@ -286,7 +230,7 @@ class TusHandler(tornado.web.RequestHandler):
         upload_id = self._upload_id()
         lease = await self.service.lock(upload_id)  # waits for (and stops) a stale writer first
         try:
-            upload = await self.service.get(upload_id, self._owner())
+            upload = await self.service.get(upload_id, self.owner())
         finally:
             await lease.release()
         self.set_header("Cache-Control", "no-store")
@@ -316,14 +260,14 @@ class TusHandler(tornado.web.RequestHandler):
         upload_id = self._upload_id()
         lease = await self.service.lock(upload_id)
         try:
-            upload = await self.service.get(upload_id, self._owner())
+            upload = await self.service.get(upload_id, self.owner())
             await self.service.terminate(upload)
         finally:
             await lease.release()
         self.set_status(204)
 
     async def get(self, upload_id: str | None = None) -> None:
-        upload = await self.service.get(self._upload_id(), self._owner())
+        upload = await self.service.get(self._upload_id(), self.owner())
         if upload.status != DONE or upload.length is None:
             raise errors.NOT_FOUND("upload is not finished yet; HEAD shows its progress")
         start, end = self._byte_range(upload.length)

@@ -45,6 +45,9 @@ class ServiceConfig:
     expire_after: float | None = 24 * 3600
     flush_bytes: int = 1024 * 1024  # bytes buffered before one positional write + hash update
     checkpoint_bytes: int = 8 * 1024 * 1024  # offset recorded in Redis at least this often during a PATCH
+    # --accept: given the first bytes of an upload, a reason to refuse it (None: accepted)
+    type_gate: Callable[[bytes], str | None] | None = None
+    gate_bytes: int = 4096  # how many first bytes the gate wants
 
 
 def declared_sha256(metadata: dict[str, bytes | None]) -> str | None:
@@ -115,7 +118,7 @@ class UploadService:
         if upload is None or upload.owner != owner:
             raise errors.NOT_FOUND()
         if upload.status == FAILED:
-            raise errors.GONE(f"upload failed verification: {upload.reason}")
+            raise errors.GONE(f"upload failed: {upload.reason}")
         if upload.status in _GONE_REASONS:
             raise errors.GONE(upload.reason or _GONE_REASONS[upload.status])
         if upload.status == ACTIVE and upload.expires is not None and upload.expires <= time.time():
@@ -357,10 +360,24 @@ class AppendSession:
         await self._wait_pending()
         if not self.buffer or self.error is not None:
             return
+        if self.position == 0 and self.service.config.type_gate is not None:
+            await self._check_type(b"".join(self.buffer)[:self.service.config.gate_bytes])
+            if self.error is not None:
+                return
         blocks, self.buffer, self.buffered = self.buffer, [], 0
         size = sum(len(b) for b in blocks)
         self.pending = asyncio.ensure_future(self.service._io(self._write_blocks, self.position, blocks))
         self.position += size
+
+    async def _check_type(self, head: bytes) -> None:
+        """--accept: refuse a disallowed type before any of its bytes are stored, and retire the upload."""
+        assert self.service.config.type_gate is not None
+        reason = self.service.config.type_gate(head)
+        if reason is None:
+            return
+        self.error = errors.DISALLOWED_TYPE(reason)
+        await self.service.state.bury(self.upload.id, FAILED, reason)
+        await self.service._io(self.service.store.delete, self.upload.id)
 
     def _write_blocks(self, at: int, blocks: list[bytes]) -> None:
         """Executor side: positional writes, then hash updates (hashlib releases the GIL on big blocks)."""
