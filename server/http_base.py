@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 import tornado.web
+from redis.exceptions import RedisError
 
 from tuskit import errors, protocol
 from tuskit.server import cors
@@ -75,8 +76,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return None if self._finished else self.finish(f"{err.message}\n")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, errors.TusError) or (isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
-            return  # an expected outcome: log_request prints it with its reason
+        if isinstance(value, errors.TusError | RedisError) or (
+                isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
+            return  # an expected outcome (a redis outage is one warning from as_tus_error): log_request has it
         log.error("request %s failed", getattr(self, "request_id", "-"), exc_info=(typ, value, tb))
 
     def compute_etag(self) -> None:
