@@ -47,6 +47,10 @@ async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
     redis = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
     locker = Locker(redis)
+    if config.redis_url is None:
+        cleared = await locker.clear_stale()
+        if cleared:
+            log.warning("cleared %d upload locks left by a previous run that did not stop cleanly", cleared)
     await locker.start()
     service = UploadService(
         StateStore(redis), FileStore(config.data_dir), locker, EventBus(redis), executor,

@@ -78,7 +78,7 @@ class Lease:
 class Locker:
     """Hands out leases; one instance per server process, sharing Redis with the others."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_ms: int = 30_000, wait_seconds: float = 5.0,
+    def __init__(self, redis: aioredis.Redis, ttl_ms: int = 10_000, wait_seconds: float = 5.0,
                  poll_seconds: float = 0.05) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
@@ -95,6 +95,14 @@ class Locker:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
         self._listener = asyncio.create_task(self._listen(pubsub))
+
+    async def clear_stale(self) -> int:
+        """Drop every lease: only for a Redis this process owns alone (the embedded one) at start-up,
+        where any lease left is a crashed predecessor's and would otherwise block its upload for a TTL."""
+        stale = [key async for key in self.redis.scan_iter(match=_LOCK + "*", count=1000)]
+        if stale:
+            await self.redis.delete(*stale)
+        return len(stale)
 
     async def stop(self) -> None:
         if self._listener is not None:
