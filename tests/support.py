@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -11,6 +12,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import requests
 
 TUS = {"Tus-Resumable": "1.0.0"}
 _READY = re.compile(r"listening on (http://\S+)")
@@ -70,3 +73,13 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None,
         proc.kill()
         raise RuntimeError("tuskit server did not start:\n" + "".join(output))
     return ServerProcess(proc, url[0], data_dir, output)
+
+
+def stored_sha256(upload_url: str) -> str:
+    """SHA-256 of the bytes the server serves for a finished upload (GET), streamed, so big files stay cheap."""
+    digest = hashlib.sha256()
+    with requests.get(upload_url, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        for block in response.iter_content(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
