@@ -50,6 +50,15 @@ return 1
 """
 
 
+# Fix a deferred length (stored as '') once; setting the same value again is fine, another value is not.
+_SET_LENGTH = """
+local cur = redis.call('HGET', KEYS[1], 'length')
+if cur == '' then redis.call('HSET', KEYS[1], 'length', ARGV[1]) return 1 end
+if cur == ARGV[1] then return 1 end
+return 0
+"""
+
+
 class OffsetConflict(Exception):
     """Someone else moved the offset (or the upload stopped being active) since we read it."""
 
@@ -105,6 +114,7 @@ class StateStore:
         self.redis = redis
         self._advance = redis.register_script(_ADVANCE)
         self._settle = redis.register_script(_SETTLE)
+        self._set_length = redis.register_script(_SET_LENGTH)
 
     async def create(self, upload: Upload) -> None:
         fields: dict[str, Any] = {
@@ -142,8 +152,7 @@ class StateStore:
 
     async def set_length(self, upload_id: str, length: int) -> bool:
         """Fix a deferred length once; False if it was already set (to anything)."""
-        return bool(await self.redis.hsetnx(_KEY + upload_id, "length", length)) or \
-            await self.redis.hget(_KEY + upload_id, "length") == str(length).encode()
+        return bool(await self._set_length(keys=[_KEY + upload_id], args=[length]))
 
     async def settle(self, upload_id: str, status: str, **fields: Any) -> bool:
         """active -> `status` with extra fields, atomically; False if it was no longer active."""

@@ -1,0 +1,54 @@
+"""Run the Node side of the interop tests: install the locked npm packages once, then run small scripts.
+
+The scripts live next to this file and take one JSON job on argv; they print one JSON line back. pytest owns
+the servers and checks the bytes; Node only plays the client.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MIN_NODE_MAJOR = 20
+
+
+class NodeScriptFailed(AssertionError):
+    """The client reported an error (or crashed): its message is the test's failure message."""
+
+
+def node_unavailable() -> str | None:
+    """Why the Node tests cannot run here, or None when they can."""
+    node = shutil.which("node")
+    if node is None:
+        return "node is not installed (CI installs Node 20)"
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < MIN_NODE_MAJOR:
+        return f"node {version} is older than {MIN_NODE_MAJOR}"
+    return None
+
+
+def ensure_packages() -> None:
+    """`npm ci` from the committed lock file, unless .ci/run (or an earlier run) already did it."""
+    if (HERE / "node_modules" / ".package-lock.json").exists():
+        return
+    done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"npm ci failed in {HERE}:\n{done.stdout}\n{done.stderr}")
+
+
+def run_script(script: str, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """Run `node <script> '<job>'` and return its JSON answer; a client error fails the test with its message."""
+    done = subprocess.run(["node", str(HERE / script), json.dumps(job)], cwd=HERE, capture_output=True,
+                          text=True, timeout=timeout)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    answer: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    if done.returncode != 0 or "error" in answer or not lines:
+        raise NodeScriptFailed(f"{script} {job.get('scenario', '')} failed ({done.returncode}): "
+                               f"{answer.get('error', '')}\nstdout: {done.stdout[-2000:]}\n"
+                               f"stderr: {done.stderr[-2000:]}")
+    return answer
