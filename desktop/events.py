@@ -87,4 +87,13 @@ class Notice:
     level: str = "info"  # info | warning | error
 
 
-EngineEvent = Queued | Started | Progress | Done | Failed | BackingOff | Paused | Resumed | Removed | Notice
+@dataclass(frozen=True)
+class Connection:
+    """How the server is reachable, for a front end's header: `online`, `offline` or `rate-limited`."""
+
+    state: str
+    detail: str = ""
+
+
+EngineEvent = (Queued | Started | Progress | Done | Failed | BackingOff | Paused | Resumed | Removed | Notice
+               | Connection)
