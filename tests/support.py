@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -83,3 +87,70 @@ def stored_sha256(upload_url: str) -> str:
         for block in response.iter_content(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---- tus over requests and raw sockets -------------------------------------------------------------
+
+OFFSET_TYPE = "application/offset+octet-stream"
+
+
+def b64(value: str | bytes) -> str:
+    """Base64 of text or bytes, as Upload-Metadata and Upload-Checksum carry values."""
+    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
+
+
+def create_upload(endpoint: str, length: int | None, *, metadata: str | None = None,
+                  headers: dict[str, str] | None = None, data: bytes | None = None) -> requests.Response:
+    """POST a new upload (`length` None: deferred); with `data`, creation-with-upload."""
+    sent = {**TUS, **({"Upload-Defer-Length": "1"} if length is None else {"Upload-Length": str(length)})}
+    if metadata is not None:
+        sent["Upload-Metadata"] = metadata
+    if data is not None:
+        sent["Content-Type"] = OFFSET_TYPE
+    return requests.post(endpoint, headers={**sent, **(headers or {})}, data=data, timeout=30)
+
+
+def patch_upload(url: str, offset: int, data: bytes, headers: dict[str, str] | None = None) -> requests.Response:
+    sent = {**TUS, "Upload-Offset": str(offset), "Content-Type": OFFSET_TYPE}
+    return requests.patch(url, data=data, headers={**sent, **(headers or {})}, timeout=60)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def request_head(method: str, url: str, headers: dict[str, str]) -> bytes:
+    """The request line and header block of a raw HTTP/1.1 request to `url`, sent as is (no normalising)."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin1")
+
+
+def chunked_body(pieces: Sequence[bytes], trailers: dict[str, str] | None = None) -> bytes:
+    """A chunked transfer-coded body of `pieces`, ending with `trailers` when given."""
+    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p)
+    fields = "".join(f"{k}: {v}\r\n" for k, v in (trailers or {}).items())
+    return out + b"0\r\n" + fields.encode("latin1") + b"\r\n"
+
+
+def raw_connect(url: str, timeout: float = 30) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+
+
+def read_response(sock: socket.socket, method: str = "GET") -> RawResponse:
+    """Parse one HTTP response from a raw socket."""
+    response = http.client.HTTPResponse(sock, method=method)
+    response.begin()
+    return RawResponse(response.status, response.headers, response.read())
+
+
+def raw_request(url: str, data: bytes, method: str = "GET", timeout: float = 30) -> RawResponse:
+    """Send raw request bytes on a fresh connection and read the response."""
+    with raw_connect(url, timeout) as sock:
+        sock.sendall(data)
+        return read_response(sock, method)
