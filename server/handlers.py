@@ -55,6 +55,7 @@ class TusHandler(BaseHandler):
     # ---- request set-up --------------------------------------------------------------------------
 
     async def prepare(self) -> None:
+        await self.admit()  # token or signed link, and the rate limit (http_base)
         method = self.request.method
         if method == "OPTIONS" or (method == "GET" and "Tus-Resumable" not in self.request.headers):
             return  # discovery/preflight and plain downloads are not tus requests
@@ -148,6 +149,7 @@ class TusHandler(BaseHandler):
         if self.session is not None:
             self.last_data = time.monotonic()
             await self.session.write(chunk)
+            await self.body_arrived(len(chunk))  # metrics, and --byte-rate pacing by reading later
 
     # ---- ending a streamed body ------------------------------------------------------------------
 
