@@ -15,16 +15,25 @@ import tornado.web
 from redis.exceptions import RedisError
 from tornado.netutil import bind_sockets
 
+from tuskit.server import signing
+from tuskit.server.auth import TokenTable
 from tuskit.server.chunked import TusHTTPServer
 from tuskit.server.config import ServerConfig
 from tuskit.server.context import ServerContext
 from tuskit.server.events import EventBus
 from tuskit.server.handlers import TusHandler
 from tuskit.server.http_base import log_request
+from tuskit.server.info_handlers import InfoHandler, ThumbnailHandler
 from tuskit.server.locks import Locker
+from tuskit.server.ops_handlers import HealthHandler, MetricsHandler
+from tuskit.server.postprocess import PostProcessor
+from tuskit.server.ratelimit import RateLimiter
 from tuskit.server.service import ServiceConfig, UploadService
+from tuskit.server.sniff import type_gate
+from tuskit.server.sse import EventFeed, EventsHandler
 from tuskit.server.state import StateStore
 from tuskit.server.storage import FileStore
+from tuskit.server.webhooks import HookSender
 
 log = logging.getLogger("tuskit.server")
 
@@ -33,8 +42,15 @@ SHUTDOWN_GRACE_SECONDS = 15.0
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
     base = re.escape(ctx.config.base_path)
+    upload = "([0-9a-f]{32})"
     return tornado.web.Application(
         [
+            # operators' routes first: they must win over a base path of "/"
+            (r"/healthz", HealthHandler),
+            (r"/metrics", MetricsHandler),
+            (r"/events", EventsHandler),
+            (rf"{base}{upload}/info", InfoHandler),
+            (rf"{base}{upload}/thumbnail", ThumbnailHandler),
             (rf"{base}([^/]*)", TusHandler),
             (rf"{base[:-1]}()", TusHandler),
         ],
@@ -44,19 +60,42 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
 
 
 async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
+    tokens = TokenTable.load(config.tokens_file) if config.tokens_file else None
+    secret = config.signing_secret.encode() if config.signing_secret else signing.data_dir_secret(config.data_dir)
     redis = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
+    # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
+    cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu")
     locker = Locker(redis)
     if config.redis_url is None:
         cleared = await locker.clear_stale()
         if cleared:
             log.warning("cleared %d upload locks left by a previous run that did not stop cleanly", cleared)
     await locker.start()
+    events = EventBus(redis)
+    store = FileStore(config.data_dir)
     service = UploadService(
-        StateStore(redis), FileStore(config.data_dir), locker, EventBus(redis), executor,
-        ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after),
+        StateStore(redis), store, locker, events, executor,
+        ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
+                      type_gate=type_gate(config.accept) if config.accept else None),
     )
-    return ServerContext(config=config, redis=redis, service=service)
+    postprocessor = PostProcessor(store, events, cpu, config.thumbnail_sizes, config.max_image_pixels)
+    service.on_published.append(postprocessor)
+    ctx = ServerContext(
+        config=config, redis=redis, service=service, postprocessor=postprocessor,
+        limiter=RateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),
+        feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens,
+    )
+    events.listeners.append(ctx.metrics.on_event)
+    ctx.metrics.gauges.update({
+        "tuskit_active_patches": ("Request bodies streaming into uploads right now.", lambda: len(ctx.active)),
+        "tuskit_lock_waits_total": ("Lease acquisitions that found the upload locked.", lambda: locker.waits),
+    })
+    if config.hook_url:
+        ctx.hooks = HookSender(config.hook_url, service.state, ctx.metrics, config.base_path,
+                               config.hook_timeout, config.hook_retries)
+        events.listeners.append(ctx.hooks.on_event)
+    return ctx
 
 
 async def _sweep_forever(ctx: ServerContext) -> None:
@@ -95,7 +134,11 @@ async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:
     pending = [h.stopping for h in streams if h.stopping is not None]
     if pending:
         await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
-    await asyncio.wait_for(ctx.service.drain(), timeout=SHUTDOWN_GRACE_SECONDS)
+    with contextlib.suppress(TimeoutError):  # a thumbnail still being made is made again on demand
+        await asyncio.wait_for(ctx.service.drain(), timeout=SHUTDOWN_GRACE_SECONDS)
+    await ctx.feed.stop()  # ends the event streams, whose connections would otherwise never close
+    if ctx.hooks is not None:
+        await ctx.hooks.drain(timeout=SHUTDOWN_GRACE_SECONDS)
     await server.close_all_connections()
 
 
@@ -117,6 +160,7 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    ctx.feed.start()
     chores = [asyncio.create_task(_sweep_forever(ctx)), asyncio.create_task(_close_stalled_forever(ctx))]
     await stop.wait()
     log.info("shutting down: saving in-flight uploads")
@@ -129,3 +173,4 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
         with contextlib.suppress(RedisError):
             await ctx.redis.aclose()
         ctx.service.executor.shutdown(wait=True)
+        ctx.postprocessor.executor.shutdown(wait=True)

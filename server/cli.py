@@ -1,10 +1,12 @@
-"""`tuskit server`: flags (each also `TUSKIT_<FLAG>`), the embedded redis, and the run loop."""
+"""`tuskit server`: flags (each also `TUSKIT_<FLAG>`), the embedded redis, and the run loop;
+`tuskit sign`: a download link that works without a token until it expires."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,28 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip())
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(s) for s in text.split(",") if s.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of pixel sizes: {text!r} (example: 256,1024)") from None
+
+
+def _accept(text: str) -> tuple[str, ...]:
+    from tuskit.server.sniff import parse_accept
+
+    try:
+        return parse_accept(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: Any) -> None:
+    _register_server(sub)
+    _register_sign(sub)
+
+
+def _register_server(sub: Any) -> None:
     from tuskit.server.config import default_data_dir
 
     p = sub.add_parser("server", help="run the tus upload server",
@@ -39,7 +62,64 @@ def register(sub: Any) -> None:
     p.add_argument("--behind-proxy", action="store_true", default=env_default("behind-proxy", False, bool),
                    help="trust X-Forwarded-* / Forwarded headers for client address and Location URLs")
     p.add_argument("--log-level", default=env_default("log-level", "info"), help="debug, info, warning, error")
+    p.add_argument("--sweep-interval", type=parse_duration, default=env_default("sweep-interval", 60.0, parse_duration),
+                   help="how often expired unfinished uploads are deleted (default 60s)")
+    p.add_argument("--accept", type=_accept, default=env_default("accept", (), _accept),
+                   help="accept only these types, sniffed from the first bytes, e.g. image/*,application/pdf")
+    p.add_argument("--thumbnail-sizes", type=_sizes, default=env_default("thumbnail-sizes", (256,), _sizes),
+                   help="long side of the WebP thumbnails made of images, in pixels (default 256)")
+    p.add_argument("--max-image-pixels", type=int, default=env_default("max-image-pixels", 64_000_000, int),
+                   help="images with more pixels are recorded as invalid, not decoded (default 64000000)")
+    p.add_argument("--tokens", type=Path, default=env_default("tokens", None, Path),
+                   help="file of 'TOKEN OWNER' lines; requests then need Authorization: Bearer TOKEN")
+    p.add_argument("--signing-secret", default=env_default("signing-secret", None),
+                   help="secret for signed download links (default: one created in the data dir)")
+    p.add_argument("--rate-limit", type=float, default=env_default("rate-limit", 0.0, float),
+                   help="requests/s per client (owner, or IP without auth); 0 = off (default)")
+    p.add_argument("--rate-burst", type=float, default=env_default("rate-burst", 0.0, float),
+                   help="requests a client may make at once before --rate-limit applies (default 2x the rate)")
+    p.add_argument("--byte-rate", type=parse_size, default=env_default("byte-rate", 0, parse_size),
+                   help="upload bytes/s per client, e.g. 10MiB; uploads are slowed, not refused; 0 = off")
+    p.add_argument("--hook-url", default=env_default("hook-url", None),
+                   help="POST a JSON post-finish event here when an upload is finished and verified")
+    p.add_argument("--hook-timeout", type=parse_duration, default=env_default("hook-timeout", 10.0, parse_duration),
+                   help="time limit of one hook delivery attempt (default 10s)")
+    p.add_argument("--hook-retries", type=int, default=env_default("hook-retries", 3, int),
+                   help="retries of a failed hook delivery, with exponential backoff (default 3)")
+    p.add_argument("--min-free-disk", type=parse_size, default=env_default("min-free-disk", 256 * 1024**2, parse_size),
+                   help="/healthz reports unhealthy with less free space in the data dir (default 256MiB)")
     p.set_defaults(run=run_server)
+
+
+def _register_sign(sub: Any) -> None:
+    from tuskit.server.config import default_data_dir
+
+    p = sub.add_parser("sign", help="print a download link that works without a token until it expires",
+                       description="Sign a download URL for one finished upload (HMAC with the server's secret).")
+    p.add_argument("upload_id", metavar="ID", help="the upload's ID (the last part of its URL)")
+    p.add_argument("--expires", type=parse_duration, default=3600.0, help="how long the link works (default 1h)")
+    p.add_argument("--url", default=env_default("url", "http://127.0.0.1:1080/files/"),
+                   help="the server's public tus endpoint (default http://127.0.0.1:1080/files/)")
+    p.add_argument("--data-dir", type=Path, default=env_default("data-dir", default_data_dir(), Path),
+                   help="the server's data dir, where its signing secret lives")
+    p.add_argument("--signing-secret", default=env_default("signing-secret", None),
+                   help="the server's --signing-secret, if it was given one")
+    p.set_defaults(run=run_sign)
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    from tuskit.server import ids, signing
+
+    if not ids.is_valid(args.upload_id):
+        raise SystemExit(f"tuskit sign: {args.upload_id!r} is not an upload ID (32 hexadecimal characters)")
+    if not args.signing_secret and not (args.data_dir / signing.SECRET_FILE).exists():
+        raise SystemExit(f"tuskit sign: no signing secret in {args.data_dir}; pass the server's --data-dir "
+                         "(it creates the secret when it starts) or its --signing-secret")
+    secret = args.signing_secret.encode() if args.signing_secret else signing.data_dir_secret(args.data_dir)
+    expires = int(time.time() + args.expires)
+    base = args.url if args.url.endswith("/") else args.url + "/"
+    print(f"{base}{args.upload_id}?{signing.signed_query(secret, args.upload_id, expires)}")
+    return 0
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -54,6 +134,11 @@ def run_server(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
+            sweep_interval=args.sweep_interval, accept=args.accept, thumbnail_sizes=args.thumbnail_sizes,
+            max_image_pixels=args.max_image_pixels, tokens_file=args.tokens, signing_secret=args.signing_secret,
+            request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
+            hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
+            min_free_disk=args.min_free_disk,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None
@@ -62,6 +147,8 @@ def run_server(args: argparse.Namespace) -> int:
     redis_url = config.redis_url or embedded.start()  # type: ignore[union-attr]
     try:
         asyncio.run(serve(config, redis_url))
+    except (ValueError, FileNotFoundError) as exc:  # a bad --tokens file, found while starting
+        raise SystemExit(f"tuskit server: {exc}") from None
     finally:
         if embedded is not None:
             embedded.stop()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import platformdirs
 
+# routes of their own outside the tus endpoint; a base path equal to one of them would be shadowed
+OPS_PATHS = ("/healthz", "/metrics", "/events")
+
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tuskit")) / "server"
@@ -26,7 +29,29 @@ class ServerConfig:
     behind_proxy: bool = False
     sweep_interval: float = 60.0
     chunk_size: int = 256 * 1024  # tornado's read size for request bodies
+    # post-processing
+    accept: tuple[str, ...] = ()  # MIME patterns (image/*, application/pdf); empty: anything
+    thumbnail_sizes: tuple[int, ...] = (256,)  # long side in pixels
+    max_image_pixels: int = 64_000_000  # larger images are recorded as invalid, never decoded
+    # auth and signed links
+    tokens_file: Path | None = None
+    signing_secret: str | None = None  # None: a secret created in data_dir
+    # rate limits (0: off)
+    request_rate: float = 0.0  # requests/s per client
+    request_burst: float = 0.0  # 0: twice the rate
+    byte_rate: int = 0  # upload bytes/s per client
+    # hooks and operations
+    hook_url: str | None = None
+    hook_timeout: float = 10.0
+    hook_retries: int = 3
+    min_free_disk: int = 256 * 1024 * 1024  # /healthz turns unhealthy below this
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
             raise ValueError(f"--base-path must start and end with '/', got {self.base_path!r}")
+        if self.base_path.rstrip("/") in OPS_PATHS:
+            raise ValueError(f"--base-path {self.base_path!r} would collide with {', '.join(OPS_PATHS)}")
+        if not self.thumbnail_sizes or any(not 16 <= s <= 4096 for s in self.thumbnail_sizes):
+            raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
+        if self.sweep_interval <= 0:
+            raise ValueError("--sweep-interval must be positive")

@@ -1,15 +1,23 @@
-"""What every handler needs, built once at start-up and handed to handlers through `initialize`."""
+"""What every handler needs, built once at start-up and handed to handlers through the application."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as aioredis
 
+from tuskit.server.auth import TokenTable
 from tuskit.server.config import ServerConfig
+from tuskit.server.metrics import Metrics
+from tuskit.server.postprocess import PostProcessor
+from tuskit.server.ratelimit import RateLimiter
 from tuskit.server.service import UploadService
+
+if TYPE_CHECKING:
+    from tuskit.server.sse import EventFeed
+    from tuskit.server.webhooks import HookSender
 
 
 class Interruptible(Protocol):
@@ -26,6 +34,12 @@ class ServerContext:
     config: ServerConfig
     redis: aioredis.Redis
     service: UploadService
-    thumbnail_sizes: tuple[int, ...] = (256,)
+    postprocessor: PostProcessor
+    limiter: RateLimiter
+    feed: EventFeed
+    signing_secret: bytes
+    tokens: TokenTable | None = None  # None: auth off, every upload belongs to owner ""
+    hooks: HookSender | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     shutting_down: bool = False
     active: set[Interruptible] = field(default_factory=set)  # requests streaming a body right now

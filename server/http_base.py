@@ -1,4 +1,5 @@
-"""What every tuskit HTTP response shares: CORS, Tus-Resumable, request IDs, errors rendered as values.
+"""What every tuskit HTTP request shares: CORS, Tus-Resumable, request IDs, errors rendered as values,
+and admission (who is asking, and whether they are over their rate).
 
 Every failure reaches the client as a status, a one-line reason in the body and the headers it needs
 (Retry-After, Tus-Version ...), with CORS, so browsers can read errors like any other response.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any
 
 import tornado.web
 from redis.exceptions import RedisError
 
 from tuskit import errors, protocol
-from tuskit.server import cors
+from tuskit.server import cors, ids, signing
+from tuskit.server.auth import bearer_token
 from tuskit.server.context import ServerContext
 from tuskit.server.service import as_tus_error
 
@@ -27,6 +30,9 @@ _REASONS = {460: "Checksum Mismatch"}
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One line per request with its ID and, on failure, its reason: a client's X-Request-ID finds it."""
     status = handler.get_status()
+    ctx: ServerContext | None = handler.application.settings.get("tuskit")
+    if ctx is not None:
+        ctx.metrics.requests[status] += 1
     level = logging.WARNING if status >= 500 else logging.INFO
     failure = getattr(handler, "failure", None)
     log.log(level, "%s %s %s %d %.1fms id=%s%s", handler.request.remote_ip, handler.request.method,
@@ -35,6 +41,11 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    public = False  # True: no token and no rate limit (health checks from load balancers)
+    # set by TusHandler while it streams a body; here so body pacing can keep the idle watchdog fed
+    last_data: float = 0.0
+    stopping: asyncio.Future[None] | None = None
+
     @property
     def ctx(self) -> ServerContext:
         ctx: ServerContext = self.application.settings["tuskit"]
@@ -43,6 +54,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self) -> None:
         self.request_id = self.request.headers.get("X-Request-ID") or secrets.token_hex(8)
         self.failure: str | None = None
+        self._owner = ""
         self.set_header("X-Request-ID", self.request_id)
 
     def set_default_headers(self) -> None:
@@ -86,4 +98,56 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def owner(self) -> str:
         """Whose uploads this request may see ("" without auth)."""
-        return ""
+        return self._owner
+
+    # ---- admission: every handler's prepare() starts with this -----------------------------------
+
+    async def prepare(self) -> None:
+        await self.admit()
+
+    async def admit(self) -> None:
+        """Authenticate (bearer token or signed link) and spend one request from the caller's budget."""
+        if self.public or self.request.method == "OPTIONS":
+            return  # preflights carry no credentials by design
+        signed = self._signed_upload()
+        if signed is not None:
+            upload = await self.ctx.service.state.get(signed)
+            self._owner = upload.owner if upload is not None else ""
+        elif self.ctx.tokens is not None:
+            owner = self.ctx.tokens.owner_of(self.presented_token())
+            if owner is None:
+                raise errors.UNAUTHORIZED()
+            self._owner = owner
+        verdict = await self.ctx.limiter.request(self._client())
+        if not verdict.allowed:
+            self.ctx.metrics.rate_limited += 1
+            raise errors.RATE_LIMITED(
+                f"over {self.ctx.limiter.request_rate:g} requests/s for this client; retry in {verdict.retry_after}s",
+                headers={"Retry-After": verdict.retry_after})
+
+    def presented_token(self) -> str | None:
+        return bearer_token(self.request.headers.get("Authorization"))
+
+    def _signed_upload(self) -> str | None:
+        """The upload a signed link grants this GET (403 if the link was tampered with or expired)."""
+        signature = self.get_query_argument(signing.SIGNATURE_ARG, None)
+        upload_id = self.path_args[0] if self.path_args else None
+        if signature is None or self.request.method != "GET" or not upload_id or not ids.is_valid(upload_id):
+            return None
+        signing.check(self.ctx.signing_secret, upload_id, self.get_query_argument(signing.EXPIRES_ARG, ""),
+                      signature, time.time())
+        return upload_id
+
+    def _client(self) -> str:
+        """Whose budget a request spends: its owner's with auth, its address's without."""
+        return f"owner:{self._owner}" if self._owner else f"ip:{self.request.remote_ip}"
+
+    async def body_arrived(self, count: int) -> None:
+        """Pace an upload body to the byte rate by reading the next piece later (never by refusing)."""
+        self.ctx.metrics.bytes_received += count
+        wait = await self.ctx.limiter.upload_bytes(self._client(), count)
+        deadline = time.monotonic() + wait
+        while wait > 0 and self.stopping is None:
+            await asyncio.sleep(min(wait, 1.0))
+            self.last_data = time.monotonic()  # paced, not idle: the --network-timeout watchdog must wait
+            wait = deadline - self.last_data

@@ -1,0 +1,90 @@
+"""Decode an uploaded image safely and make WebP thumbnails (executor side: blocking, CPU-bound).
+
+Uploads are untrusted: the pixel count is checked from the header before anything is decoded (a
+decompression bomb is a small file that would expand into gigabytes), and a truncated or corrupt file is
+recorded as invalid rather than raised. Thumbnails are oriented as the camera meant (EXIF orientation).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+# what we hand to Pillow; other image types (HEIC, AVIF...) are reported by type only
+DECODABLE = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"})
+WEBP_QUALITY = 80
+_ORIENTATION_TAG = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}  # orientations that rotate by 90 degrees
+
+
+@dataclass
+class ImageReport:
+    valid: bool
+    width: int | None = None  # as displayed, after EXIF orientation
+    height: int | None = None
+    format: str | None = None
+    error: str | None = None
+    thumbnails: dict[str, str] = field(default_factory=dict)  # long side (as text, JSON keys) -> file name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid": self.valid, "width": self.width, "height": self.height, "format": self.format,
+                "error": self.error, "thumbnails": self.thumbnails}
+
+
+def thumbnail_name(size: int) -> str:
+    return f"thumb-{size}.webp"
+
+
+def process_image(blob: Path, out_dir: Path, sizes: Sequence[int], max_pixels: int) -> ImageReport:
+    """Facts about the image and one thumbnail per size; never raises for a bad image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            with Image.open(blob) as img:
+                return _process_open(img, out_dir, sizes, max_pixels)
+    except Image.DecompressionBombError as exc:
+        return ImageReport(valid=False, error=f"refused to decode: {exc}")
+    except Exception as exc:
+        # untrusted bytes: Pillow reports truncation and corruption as OSError, SyntaxError, ValueError,
+        # struct.error ... depending on the codec; any of them means "not a valid image", not a crash
+        return ImageReport(valid=False, error=f"cannot decode image: {exc}")
+
+
+def _process_open(img: Image.Image, out_dir: Path, sizes: Sequence[int], max_pixels: int) -> ImageReport:
+    width, height = img.size
+    fmt = img.format
+    if width * height > max_pixels:
+        return ImageReport(valid=False, width=width, height=height, format=fmt,
+                           error=f"{width}x{height} is more than the {max_pixels} pixels we decode")
+    orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    largest = max(sizes)
+    if fmt == "JPEG":
+        img.draft("RGB", (largest, largest))  # DCT scaling: decode at 1/2..1/8 size, far cheaper
+    img.load()  # decodes every byte: truncation and corruption surface here
+    oriented = ImageOps.exif_transpose(img)
+    pixels = oriented.convert("RGBA" if _has_alpha(oriented) else "RGB")
+    report = ImageReport(valid=True, width=width, height=height, format=fmt)
+    for size in sorted(sizes, reverse=True):
+        thumb = pixels.copy()
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        _save_atomically(thumb, out_dir / thumbnail_name(size))
+        report.thumbnails[str(size)] = thumbnail_name(size)
+    return report
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
+
+
+def _save_atomically(img: Image.Image, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    img.save(tmp, "WEBP", quality=WEBP_QUALITY, method=4)
+    os.replace(tmp, path)

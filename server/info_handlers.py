@@ -1,0 +1,92 @@
+"""`GET {base}{id}/info` (what arrived, as JSON) and `GET {base}{id}/thumbnail?size=N` (a WebP preview)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tuskit import errors, protocol
+from tuskit.server.forwarded import public_origin
+from tuskit.server.http_base import BaseHandler
+from tuskit.server.imaging import thumbnail_name
+from tuskit.server.postprocess import read_report
+from tuskit.server.state import DONE, Upload
+
+PROCESSING_RETRY_SECONDS = "2"
+
+
+class _UploadResource(BaseHandler):
+    async def _upload(self, upload_id: str) -> Upload:
+        return await self.ctx.service.get(upload_id, self.owner())
+
+    async def _report(self, upload: Upload) -> dict[str, Any] | None:
+        """The post-processing report; None while it is being made (restarted here if its maker died)."""
+        if upload.status != DONE:
+            return None
+        derived = self.ctx.service.store.derived_dir(upload.id)
+        report = await asyncio.get_running_loop().run_in_executor(self.ctx.service.executor, read_report, derived)
+        processor = self.ctx.postprocessor
+        if report is None and processor.overdue(upload, time.time()):
+            self.ctx.service._spawn(processor(upload))
+        return report
+
+
+class InfoHandler(_UploadResource):
+    async def get(self, upload_id: str) -> None:
+        upload = await self._upload(upload_id)
+        report = await self._report(upload)
+        metadata = protocol.parse_metadata(upload.metadata)
+        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
+                               self.ctx.config.behind_proxy)
+        base = f"{origin}{self.ctx.config.base_path}{upload.id}"
+        info: dict[str, Any] = {
+            "id": upload.id,
+            "filename": protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name"),
+            "size": upload.length,
+            "offset": upload.offset,
+            "sha256": upload.sha256 or None,
+            "created": upload.created,
+            "finished": upload.finished,
+            "state": _state(upload, report),
+            "type": report.get("type") if report else None,
+            "url": base,
+        }
+        image = (report or {}).get("image")
+        if image:
+            info.update(width=image.get("width"), height=image.get("height"), image_valid=image.get("valid"),
+                        image_error=image.get("error"))
+            info["thumbnails"] = {str(size): f"{base}/thumbnail?size={size}" for size in image.get("thumbnails", {})}
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(info)
+
+
+def _state(upload: Upload, report: dict[str, Any] | None) -> str:
+    if upload.status != DONE:
+        return "uploading"
+    return "processed" if report is not None else "processing"
+
+
+class ThumbnailHandler(_UploadResource):
+    async def get(self, upload_id: str) -> None:
+        upload = await self._upload(upload_id)
+        sizes = self.ctx.config.thumbnail_sizes
+        try:
+            size = int(self.get_query_argument("size", str(sizes[0])))
+        except ValueError:
+            raise errors.BAD_REQUEST("size must be an integer") from None
+        if size not in sizes:
+            raise errors.NOT_FOUND(f"no thumbnail of size {size}; sizes made: {', '.join(map(str, sizes))}")
+        report = await self._report(upload)
+        if report is None:
+            raise errors.NOT_FOUND("thumbnail is being made", headers={"Retry-After": PROCESSING_RETRY_SECONDS})
+        image = report.get("image")
+        if not image or str(size) not in image.get("thumbnails", {}):
+            raise errors.NOT_FOUND("this upload has no thumbnail (not a valid image)")
+        path = self.ctx.service.store.derived_dir(upload.id) / thumbnail_name(size)
+        data = await asyncio.get_running_loop().run_in_executor(self.ctx.service.executor, path.read_bytes)
+        self.set_header("Content-Type", "image/webp")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(data)
