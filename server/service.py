@@ -455,6 +455,9 @@ class AppendSession:
             if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
                 return await self.service._complete(upload, running)
+            if self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
+                await self.service.events.emit(ev.PROGRESS, upload.id, upload.owner, offset=upload.offset,
+                                               length=upload.length)
             return upload
         finally:
             await self._close()
