@@ -1,0 +1,81 @@
+"""Small tus calls over real HTTP (requests), shared by the server feature tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+
+from support import TUS
+
+T = TypeVar("T")
+OCTET = {"Content-Type": "application/offset+octet-stream"}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def create(url: str, length: int, headers: dict[str, str] | None = None, **metadata: str) -> requests.Response:
+    meta = {"Upload-Metadata": ",".join(f"{k} {b64(v)}" for k, v in metadata.items())} if metadata else {}
+    return requests.post(url, headers={**TUS, "Upload-Length": str(length), **meta, **(headers or {})}, timeout=30)
+
+
+def patch(url: str, offset: int, data: bytes, headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.patch(url, data=data, headers={**TUS, **OCTET, "Upload-Offset": str(offset), **(headers or {})},
+                          timeout=60)
+
+
+def upload(endpoint: str, data: bytes, headers: dict[str, str] | None = None, **metadata: str) -> str:
+    """Create and send `data` in one PATCH; returns the upload URL."""
+    created = create(endpoint, len(data), headers, **metadata)
+    assert created.status_code == 201, created.text
+    url = created.headers["Location"]
+    done = patch(url, 0, data, headers)
+    assert done.status_code == 204, done.text
+    return url
+
+
+def poll(probe: Callable[[], T | None], timeout: float = 20.0, every: float = 0.05) -> T:
+    """The first truthy result of `probe`, or an AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        time.sleep(every)
+
+
+def processed_info(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET {url}/info until post-processing has finished."""
+    def probe() -> dict[str, Any] | None:
+        info: dict[str, Any] = requests.get(url + "/info", headers=headers, timeout=10).json()
+        return info if info["state"] == "processed" else None
+    return poll(probe)
+
+
+def sse_events(response: requests.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(id, event) pairs from a streaming text/event-stream response; comments are skipped."""
+    event_id, data = "", ""
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            yield event_id, json.loads(data)
+            event_id, data = "", ""
+
+
+def metric(origin: str, name: str, headers: dict[str, str] | None = None) -> float:
+    """One sample of /metrics (labels included in `name`, e.g. 'tuskit_http_requests_total{code="429"}')."""
+    for line in requests.get(origin + "/metrics", headers=headers, timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
