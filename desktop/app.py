@@ -1,0 +1,255 @@
+"""The Textual dashboard over the sync engine (`tuskit desk`): it renders engine events and sends commands.
+
+Engine callbacks run on engine threads. They only append to an inbox and, when it was empty, post one
+`EngineWoke` message (thread-safe); the UI loop then folds the whole batch into the model and redraws the
+rows it touched once. That coalesces bursts of progress events without a fast polling timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, RichLog
+
+from tuskit.desktop.engine import Engine
+from tuskit.desktop.events import EngineEvent
+from tuskit.desktop.widgets.add_folder import AddFolderScreen
+from tuskit.desktop.widgets.backoff_toast import BackoffToast
+from tuskit.desktop.widgets.detail import DetailScreen
+from tuskit.desktop.widgets.file_table import WIDE_FROM, FileTable
+from tuskit.desktop.widgets.model import PAUSABLE, Changes, DashboardModel
+from tuskit.desktop.widgets.status_bar import StatusBar
+from tuskit.desktop.widgets.totals_bar import TotalsBar
+
+LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
+LOG_LINES = 2000
+
+
+class EngineWoke(Message):
+    """Engine events wait in the app's inbox; posted from an engine thread, at most one pending at a time."""
+
+
+class TuskitApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tuskit"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    BINDINGS = [
+        Binding("space", "toggle_selected", "Pause", tooltip="Pause or resume the selected file"),
+        Binding("p", "toggle_all", "Pause all", tooltip="Pause or resume every upload"),
+        Binding("r", "retry_failed", "Retry", tooltip="Queue every failed file again"),
+        Binding("x,delete", "remove_selected", "Remove", tooltip="Drop the selected file from the queue"),
+        Binding("a", "add_folder", "Add", tooltip="Watch another folder"),
+        Binding("l", "toggle_log", "Log", tooltip="Open the log full screen (again to close)"),
+        Binding("d", "details", "Details", show=False, tooltip="Show the selected file (thumbnail for images)"),
+        Binding("q", "quit", "Quit", tooltip="Stop uploads and quit"),
+    ]
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.model = DashboardModel(engine.config.roots)
+        self._inbox: list[EngineEvent] = []
+        self._inbox_lock = threading.Lock()
+        self._woken = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._engine_running = False
+        self._backoff_toast = BackoffToast(self)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.engine.config.server_url, id="status")
+        yield FileTable(id="files")
+        yield TotalsBar(id="totals")
+        yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._unsubscribe = self.engine.subscribe(self._receive)
+        try:
+            self.engine.start()
+        except Exception as exc:
+            self._write_log("error", f"engine did not start: {exc}")
+            self.notify(str(exc), title="Engine did not start", severity="error", timeout=30)
+        else:
+            self._engine_running = True
+        now = time.monotonic()
+        self.model.load(self.engine.snapshot(), now)
+        self.model.take_changes()
+        self.query_one(FileTable).rebuild(self.model, now, self.size.width)
+        self._redraw_status(now)
+        self.set_interval(1.0, self._tick)
+
+    def on_resize(self) -> None:
+        self.query_one(FileTable).rebuild(self.model, time.monotonic(), self.size.width)
+
+    # Engine -> UI
+
+    def _receive(self, event: EngineEvent) -> None:
+        """Engine thread: queue the event; wake the UI only if it is not already due to drain."""
+        with self._inbox_lock:
+            self._inbox.append(event)
+            wake, self._woken = not self._woken, True
+        if wake:
+            self.post_message(EngineWoke())
+
+    @on(EngineWoke)
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            events, self._inbox, self._woken = self._inbox, [], False
+        now = time.monotonic()
+        for event in events:
+            self.model.apply(event, now)
+        self._render_changes(self.model.take_changes(), now)
+
+    def _render_changes(self, changes: Changes, now: float) -> None:
+        table = self.query_one(FileTable)
+        table.drop(changes.removed)
+        table.show(self.model, changes.rows, now)
+        for level, text in changes.log:
+            self._write_log(level, text)
+        for alert in changes.alerts:
+            timeout = 15 if alert.severity == "error" else 8
+            self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=timeout,  # type: ignore[arg-type]
+                        markup=False)
+        if changes.backoff_started:
+            self._backoff_toast.start(self.model.backoff_left(now) or 0.0, self.model.backoff_reason)
+        self._redraw_status(now)
+
+    def _tick(self) -> None:
+        """Each second: live speeds, ETAs and countdowns move even when no event arrives."""
+        now = time.monotonic()
+        waiting = self.model.backoff_until is not None
+        self.model.tick(now)
+        moving = {path for path, row in self.model.rows.items() if row.state in ("uploading", "backing-off")}
+        self.query_one(FileTable).show(self.model, moving, now)
+        if waiting or self.model.backoff_until is not None:
+            self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)
+        self._redraw_status(now)
+
+    def _redraw_status(self, now: float) -> None:
+        self.query_one(StatusBar).show(self.model, now)
+        self.query_one(TotalsBar).show(self.model, now, wide=self.size.width >= WIDE_FROM)
+
+    def _write_log(self, level: str, text: str) -> None:
+        line = Text(time.strftime("%H:%M:%S "), style="dim")
+        line.append(text, style=LOG_STYLES.get(level, ""))
+        self.query_one(RichLog).write(line)
+
+    # UI -> engine
+
+    def _selected(self) -> str | None:
+        path = self.query_one(FileTable).selected_path()
+        if path is None:
+            self.notify("No file selected", severity="warning", timeout=3)
+        return path
+
+    def action_toggle_selected(self) -> None:
+        path = self._selected()
+        if path is None:
+            return
+        state = self.model.rows[path].state
+        if state == "paused":
+            self.engine.resume(path)
+        elif state in PAUSABLE:
+            self.engine.pause(path)
+        else:
+            self.notify(f"{self.model.display_name(path)} is {state}: nothing to pause", timeout=3)
+
+    def action_toggle_all(self) -> None:
+        if self.model.paused_all:
+            self.engine.resume()
+        else:
+            self.engine.pause()
+
+    def action_retry_failed(self) -> None:
+        count = self.engine.retry_failed()
+        self.notify(f"Queued {count} failed file(s) again" if count else "No failed files to retry", timeout=4)
+
+    def action_remove_selected(self) -> None:
+        path = self._selected()
+        if path is not None:
+            self.engine.remove(path)
+
+    def action_add_folder(self) -> None:
+        self.push_screen(AddFolderScreen(), self._add_root)
+
+    def _add_root(self, folder: Path | None) -> None:
+        if folder is not None and folder not in self.model.roots:
+            self.model.roots.append(folder)
+            self._redraw_status(time.monotonic())
+            self._write_log("info", f"watching {folder}")
+            self._start_watching(folder)
+
+    @work(thread=True, group="engine-commands")
+    def _start_watching(self, folder: Path) -> None:
+        """A new root is scanned before it is watched: that can take a while, so off the UI loop."""
+        self.engine.add_root(folder)
+
+    def action_toggle_log(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        else:
+            screen.maximize(self.query_one(RichLog), container=False)
+
+    def action_details(self) -> None:
+        path = self._selected()
+        if path is not None:
+            self._show_details(path)
+
+    @on(DataTable.RowSelected)
+    def _row_chosen(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self._show_details(event.row_key.value)
+
+    def _show_details(self, path: str) -> None:
+        row = self.model.rows.get(path)
+        if row is not None:
+            self.push_screen(DetailScreen(row, self.model.display_name(path), self.engine.config.token))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette offers every binding of ours too (quit is already among Textual's own)."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action != "quit":
+                yield SystemCommand(binding.tooltip, f"key: {binding.key}", self._runner(binding.action))
+
+    def _runner(self, action: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await self.run_action(action)
+
+        return run
+
+    # Shutdown
+
+    async def action_quit(self) -> None:
+        self.notify("Stopping uploads…", timeout=3)
+        await asyncio.to_thread(self._stop_engine)
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self._stop_engine()
+
+    def _stop_engine(self) -> None:
+        """Idempotent: quitting stops the engine off the loop; unmount is the fallback for other exits."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._engine_running:
+            self._engine_running = False
+            self.engine.stop()
+
+
+def run_app(engine: Engine) -> int:
+    """Entry point for `tuskit desk`: run the dashboard until the user quits; the exit status is 0."""
+    return TuskitApp(engine).run() or 0

@@ -1,0 +1,106 @@
+"""The table of files: one row per path, redrawn cell by cell from the model."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+
+from tuskit.desktop.widgets.formatting import (
+    NONE_MARK,
+    human_bytes,
+    human_duration,
+    human_rate,
+    progress_bar,
+    shorten_middle,
+)
+from tuskit.desktop.widgets.model import DashboardModel, FileRow
+
+STATE_STYLES = {
+    "queued": "dim",
+    "uploading": "bold cyan",
+    "paused": "yellow",
+    "backing-off": "magenta",
+    "done": "green",
+    "failed": "bold red",
+}
+
+# (key, label, width); the name column takes whatever the others leave.
+_FIXED_COLUMNS = (("size", "Size", 9), ("progress", "Progress", 0), ("speed", "Speed", 11),
+                  ("eta", "ETA", 6), ("state", "State", 11))
+_MIN_NAME = 12
+WIDE_FROM = 120
+"""Terminal width from which the dashboard uses its wide layout (longer bars, every count in the totals)."""
+_NARROW_BAR, _WIDE_BAR = 8, 20
+_PERCENT = 5  # " 100%"
+_CHROME = 2  # the vertical scrollbar
+
+
+class FileTable(DataTable[Text]):
+    """Keyed by path; `rebuild` after a width change (column widths are fixed when columns are added)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._bar_width = _NARROW_BAR
+        self._name_width = _MIN_NAME
+
+    def selected_path(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return key.value
+
+    def rebuild(self, model: DashboardModel, now: float, width: int) -> None:
+        """Re-create columns sized for `width` and every row, keeping the cursor on the same file."""
+        selected = self.selected_path()
+        self._bar_width = _WIDE_BAR if width >= WIDE_FROM else _NARROW_BAR
+        fixed = sum((w or self._bar_width + _PERCENT) + 2 * self.cell_padding for _, _, w in _FIXED_COLUMNS)
+        self._name_width = max(width - fixed - 2 * self.cell_padding - _CHROME, _MIN_NAME)
+        self.clear(columns=True)
+        self.add_column("Name", width=self._name_width, key="name")
+        for key, label, column_width in _FIXED_COLUMNS:
+            self.add_column(label, width=column_width or self._bar_width + _PERCENT, key=key)
+        for row in model.rows.values():
+            self.add_row(*self._cells(model, row, now), key=row.path)
+        if selected in model.rows:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+
+    def show(self, model: DashboardModel, paths: set[str], now: float) -> None:
+        """Add rows for new paths (in the model's order) and redraw the cells of known ones."""
+        keys = [column.key for column in self.ordered_columns]
+        for path, row in model.rows.items():
+            if path not in paths:
+                continue
+            cells = self._cells(model, row, now)
+            try:
+                self.get_row_index(path)
+            except RowDoesNotExist:
+                self.add_row(*cells, key=path)
+                continue
+            for key, cell in zip(keys, cells, strict=True):
+                self.update_cell(path, key, cell)
+
+    def drop(self, paths: set[str]) -> None:
+        for path in paths:
+            try:
+                self.remove_row(path)
+            except RowDoesNotExist:
+                continue
+
+    def _cells(self, model: DashboardModel, row: FileRow, now: float) -> tuple[Text, ...]:
+        style = STATE_STYLES.get(row.state, "")
+        if row.state == "backing-off" and row.retry_at is not None:
+            eta = Text(f"⟳{human_duration(max(row.retry_at - now, 0))}", style="magenta")
+        else:
+            eta = Text(human_duration(row.eta(now)) if row.state == "uploading" else NONE_MARK)
+        return (
+            Text(shorten_middle(model.display_name(row.path), self._name_width)),
+            Text(human_bytes(row.size), justify="right"),
+            progress_bar(row.fraction, self._bar_width, "green" if row.state == "done" else "cyan"),
+            Text(human_rate(row.speed(now)), justify="right"),
+            eta,
+            Text(row.state, style=style),
+        )
