@@ -21,7 +21,7 @@ from tuskit.server.chunked import TusHTTPServer
 from tuskit.server.config import ServerConfig
 from tuskit.server.context import ServerContext
 from tuskit.server.events import EventBus
-from tuskit.server.handlers import TusHandler
+from tuskit.server.handlers import NotFoundHandler, TusHandler
 from tuskit.server.http_base import log_request
 from tuskit.server.info_handlers import InfoHandler, ThumbnailHandler
 from tuskit.server.locks import Locker
@@ -54,6 +54,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
             (rf"{base}([^/]*)", TusHandler),
             (rf"{base[:-1]}()", TusHandler),
         ],
+        default_handler_class=NotFoundHandler,
         tuskit=ctx,
         log_function=log_request,
     )

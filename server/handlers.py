@@ -232,7 +232,7 @@ class TusHandler(BaseHandler):
         upload_id = self._upload_id()
         lease = await self.service.lock(upload_id)  # waits for (and stops) a stale writer first
         try:
-            upload = await self.service.get(upload_id, self.owner())
+            upload = await self.service.settle_pending(await self.service.get(upload_id, self.owner()))
         finally:
             await lease.release()
         self.set_header("Cache-Control", "no-store")
@@ -320,3 +320,10 @@ class TusHandler(BaseHandler):
         origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
                                self.ctx.config.behind_proxy)
         return f"{origin}{self.ctx.config.base_path}{upload_id}"
+
+
+class NotFoundHandler(BaseHandler):
+    """Paths outside the endpoint (`/files/../x` included): a 404 with CORS, like every other response."""
+
+    async def prepare(self) -> None:
+        raise errors.NOT_FOUND(f"no such path {self.request.path!r}")

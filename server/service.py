@@ -256,23 +256,42 @@ class UploadService:
         """Merge a final upload once all its partials are done; any process may do it, the lease picks one."""
         lease = await self.locker.acquire(final_id)
         try:
-            final = await self.state.get(final_id)
-            if final is None or final.status != ACTIVE:
-                return
-            parts = await self.state.get_many(list(final.parts))
-            if any(p is None or p.status != DONE or p.length is None for p in parts):
-                return
-            lengths = [(p.id, p.length) for p in parts if p is not None and p.length is not None]
-            total = sum(n for _, n in lengths)
-            if final.length is None:
-                await self.state.set_length(final_id, total)
-            try:
-                await self._io(self.store.concat, final_id, lengths)
-            except OSError as exc:
-                raise _storage_error(exc) from exc
-            await self._complete(replace(final, length=total, offset=total), hasher=None)
+            await self._merge_held(final_id)
         finally:
             await lease.release()
+
+    async def _merge_held(self, final_id: str) -> Upload | None:
+        """Under the final's lease: merge and verify it if every partial is done (None while some are not)."""
+        final = await self.state.get(final_id)
+        if final is None or final.status != ACTIVE:
+            return None
+        parts = await self.state.get_many(list(final.parts))
+        if any(p is None or p.status != DONE or p.length is None for p in parts):
+            return None
+        lengths = [(p.id, p.length) for p in parts if p is not None and p.length is not None]
+        total = sum(n for _, n in lengths)
+        if final.length is None:
+            await self.state.set_length(final_id, total)
+        try:
+            await self._io(self.store.concat, final_id, lengths)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        return await self._complete(replace(final, length=total, offset=total), hasher=None)
+
+    async def settle_pending(self, upload: Upload) -> Upload:
+        """Under the upload's lease: finish an upload whose bytes are all in but that was never published.
+
+        That happens when a process died between recording the last offset and publishing, or when a
+        final's partials finished while no process could merge it. Clients that see offset == length stop
+        sending, so a HEAD must be able to finish the job.
+        """
+        if upload.status != ACTIVE:
+            return upload
+        if upload.concat == "final":
+            return await self._merge_held(upload.id) or upload
+        if upload.complete:
+            return await self._complete(upload, self.digests.take(upload.id, upload.offset))
+        return upload
 
     # ---- termination and expiry ------------------------------------------------------------------
 
@@ -326,7 +345,7 @@ class AppendSession:
         self.chunk_hasher = new_hasher(checksum[0]) if checksum else None
         self.running = service.digests.take(upload.id, upload.offset)
         self.start = upload.offset
-        self.already_complete = upload.complete  # a repeated last PATCH (its 204 was lost): answer it again
+        self.already_complete = upload.status == DONE  # a repeated last PATCH (its 204 was lost): answer it again
         self.committed = upload.offset  # recorded in Redis
         self.written = upload.offset  # on disk, by completed flushes
         self.position = upload.offset  # where the next flush writes
@@ -335,18 +354,26 @@ class AppendSession:
         self.buffered = 0
         self.pending: asyncio.Future[None] | None = None
         self.error: errors.TusError | None = None
+        self.overrun: errors.TusError | None = None  # the body went past the length: what fits is kept
         self.closed = False
 
     async def write(self, data: bytes) -> None:
         """Take the next piece of the body; returns once it is buffered (or written, when the buffer filled)."""
-        if self.error is not None or self.closed:
+        if self.error is not None or self.overrun is not None or self.closed:
             return
         if self.lease.lost:
             self.error = errors.UPLOAD_LOCKED("another request took over this upload")
             return
         if self.room is not None and self.received + len(data) > self.room:
-            self.error = errors.LENGTH_EXCEEDED(f"body goes past Upload-Length ({self.room} bytes were left)")
-            return
+            overrun = errors.LENGTH_EXCEEDED(
+                f"body goes past Upload-Length; only the {self.room} bytes that were left are kept")
+            if self.verify_chunk:  # the checksum covers the whole body, so nothing of it can be verified
+                self.error = overrun
+                return
+            self.overrun = overrun
+            data = data[:self.room - self.received]
+            if not data:
+                return
         self.received += len(data)
         self.buffer.append(data)
         self.buffered += len(data)
@@ -454,10 +481,12 @@ class AppendSession:
             upload = replace(self.upload, offset=self.committed)
             if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
-                return await self.service._complete(upload, running)
-            if self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
+                upload = await self.service._complete(upload, running)
+            elif self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
                 await self.service.events.emit(ev.PROGRESS, upload.id, upload.owner, offset=upload.offset,
                                                length=upload.length)
+            if self.overrun is not None:
+                raise self.overrun
             return upload
         finally:
             await self._close()
