@@ -1,0 +1,67 @@
+"""How long to wait before trying again: exponential backoff with full jitter, floored by Retry-After.
+
+Full jitter (a uniform draw between 0 and the exponential ceiling) spreads many clients that failed at the
+same moment, so a recovering server is not hit by a synchronised wave. A server that says when to come
+back (`Retry-After` on 429/503) knows better than our schedule: its value is the floor.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from email.utils import parsedate_to_datetime
+
+
+def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, floor: float = 0.0,
+                  rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt `attempt + 1` (attempt counts from 1): U(0, min(cap, base*2^(n-1)))."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    draw = (rng or random).uniform(0.0, ceiling)
+    return max(floor, draw)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class ServerGate:
+    """Holds every worker back while the server asked us to wait (429/503): one gate per server.
+
+    `close_for` only ever extends the wait, so two workers reporting the same 429 do not shorten it.
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._cond = threading.Condition()
+
+    def close_for(self, seconds: float) -> bool:
+        """Extend the wait to at least `seconds` from now; True if that extended it (worth announcing)."""
+        with self._cond:
+            until = time.monotonic() + seconds
+            if until <= self._until:
+                return False
+            self._until = until
+            return True
+
+    def remaining(self) -> float:
+        with self._cond:
+            return max(0.0, self._until - time.monotonic())
+
+    def wait_open(self, cancelled: threading.Event, poll: float = 0.25) -> bool:
+        """Block until the gate is open; False if `cancelled` was set first (re-checks the deadline as
+        other workers may extend it while we wait)."""
+        while (left := self.remaining()) > 0:
+            if cancelled.wait(min(left, poll)):
+                return False
+        return True

@@ -1,0 +1,221 @@
+"""One attempt at uploading one file version over tus: tuspy speaks the protocol, we own the transport.
+
+tuspy 1.1's `Uploader` gives us the protocol: creation headers, Upload-Metadata encoding, chunk lengths
+and offset bookkeeping. Around its caveats:
+- it reads a whole chunk into memory and reports nothing until the chunk is acknowledged: our PATCH body
+  streams blocks from the file with `os.pread`, reporting progress, honouring the shared bandwidth limit
+  and checking for cancellation between blocks;
+- it sends requests without timeouts through module-level `requests` calls: ours go through a
+  per-worker `requests.Session` (keep-alive) with explicit connect/read timeouts;
+- it retries with a fixed delay and ignores Retry-After: we run with `retries=0`, classify every failure
+  into an `UploadError` and leave the policy (backoff, gates, restarts) to the engine;
+- its fingerprint (size + MD5 of the first 64 KiB) and URL storage are off (`store_url=False`): the journal
+  is our fingerprint and remembers the URL, so no HEAD happens in its constructor; we HEAD ourselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+import requests
+from tusclient.client import TusClient
+from tusclient.uploader import Uploader
+
+from tuskit.desktop.backoff import parse_retry_after
+from tuskit.desktop.throttle import Throttle
+
+BLOCK = 256 * 1024  # progress and cancellation granularity inside a chunk
+
+# UploadError kinds, which the engine maps to policy
+NETWORK = "network"  # no HTTP answer: refused, reset, timed out
+RATE_LIMITED = "rate-limited"  # 429 / 503: the whole server wants us to wait
+CHECKSUM = "checksum"  # 460: the bytes the server got do not hash to what we declared
+GONE = "gone"  # 404 / 410 on an upload URL: expired or failed on the server; start over
+RETRYABLE = "retryable"  # 409 / 423 / other 5xx: try again after a backoff
+FATAL = "fatal"  # any other 4xx: trying again will not help
+
+
+class UploadError(Exception):
+    def __init__(self, kind: str, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+    """The engine asked this attempt to stop (pause, remove, shutdown)."""
+
+
+class FileChanged(Exception):
+    """The file no longer matches the version being uploaded."""
+
+
+class UploadHooks(Protocol):
+    """What an attempt tells the engine, and asks of it. Called on the worker thread."""
+
+    cancelled: threading.Event
+
+    def before_request(self) -> None:
+        """Block while the server asked everyone to wait; raise Cancelled if cancelled meanwhile."""
+
+    def started(self, url: str, offset: int) -> None:
+        """The upload exists on the server (just created, or found by HEAD at `offset`)."""
+
+    def sent(self, n: int) -> None:
+        """`n` more bytes went onto the socket."""
+
+    def confirmed(self, offset: int) -> None:
+        """The server acknowledged everything up to `offset`; may raise FileChanged."""
+
+
+def classify(resp: requests.Response, action: str) -> UploadError:
+    """A non-success answer as an UploadError carrying the server's one-line reason."""
+    text = (resp.text or "").strip().splitlines()
+    reason = f"{action}: {resp.status_code} {text[0][:200] if text else resp.reason}"
+    status = resp.status_code
+    if status in (429, 503):
+        return UploadError(RATE_LIMITED, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
+    if status == 460:
+        return UploadError(CHECKSUM, reason, status)
+    if status in (404, 410):
+        return UploadError(GONE, reason, status)
+    if status in (408, 409, 423) or status >= 500:
+        return UploadError(RETRYABLE, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
+    return UploadError(FATAL, reason, status)
+
+
+class TusSession:
+    """A worker's connection to one server: keep-alive session, auth header, timeouts."""
+
+    def __init__(self, server_url: str, token: str | None, timeout: float) -> None:
+        self.client = TusClient(server_url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        self.http = requests.Session()
+        self.timeout = (min(timeout, 15.0), timeout)
+
+    def request(self, method: str, url: str, action: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.http.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise UploadError(NETWORK, f"{action}: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class _ChunkBody:
+    """A PATCH body read from the file block by block; `len()` gives requests its Content-Length."""
+
+    def __init__(self, fd: int, offset: int, length: int, hooks: UploadHooks, throttle: Throttle) -> None:
+        self.fd, self.offset, self.length = fd, offset, length
+        self.hooks, self.throttle = hooks, throttle
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Any:
+        pos, end = self.offset, self.offset + self.length
+        while pos < end:
+            n = min(BLOCK, end - pos)
+            if not self.throttle.take(n, self.hooks.cancelled):
+                raise Cancelled
+            block = os.pread(self.fd, n, pos)
+            if len(block) != n:
+                raise FileChanged("the file became shorter during its upload")
+            yield block
+            pos += n
+            self.hooks.sent(n)
+
+
+@dataclass
+class _Answer:
+    """What tuspy's `upload_chunk` reads back from `self.request`."""
+
+    status_code: int
+    response_headers: dict[str, str]
+
+
+class _TusFile(Uploader):
+    """tuspy's Uploader with our transport; `length` is the version's size, not the file's current one."""
+
+    def __init__(self, tus: TusSession, stream: BinaryIO, length: int, chunk_size: int, metadata: dict[str, str],
+                 hooks: UploadHooks, throttle: Throttle) -> None:
+        self._tus, self._length, self._hooks, self._throttle = tus, length, hooks, throttle
+        super().__init__(file_stream=stream, client=tus.client, chunk_size=chunk_size, metadata=metadata,
+                         retries=0, store_url=False)
+
+    def get_file_size(self) -> int:
+        return self._length
+
+    def create_url(self) -> str:
+        resp = self._tus.request("POST", self.client.url, "create", headers=self.get_url_creation_headers())
+        location = resp.headers.get("Location")
+        if resp.status_code != 201 or not location:
+            raise classify(resp, "create") if resp.status_code >= 300 else UploadError(
+                RETRYABLE, f"create: {resp.status_code} without a Location header", resp.status_code)
+        return requests.compat.urljoin(self.client.url, location)
+
+    def get_offset(self) -> int:
+        resp = self._tus.request("HEAD", self.url, "resume", headers=self.get_headers())
+        if resp.status_code >= 300:
+            raise classify(resp, "resume")
+        offset, length = resp.headers.get("Upload-Offset"), resp.headers.get("Upload-Length")
+        if offset is None or not offset.isdigit():
+            raise UploadError(RETRYABLE, f"resume: {resp.status_code} without a valid Upload-Offset", resp.status_code)
+        if length is not None and length != str(self._length):
+            raise UploadError(GONE, f"resume: the server's upload is {length} bytes, the file {self._length}")
+        return int(offset)
+
+    def _do_request(self) -> None:
+        length = self.get_request_length()
+        headers = {**self.get_headers(), "Upload-Offset": str(self.offset),
+                   "Content-Type": "application/offset+octet-stream"}
+        body = _ChunkBody(self.file_stream.fileno(), self.offset, length, self._hooks, self._throttle)
+        resp = self._tus.request("PATCH", self.url, "send", data=body, headers=headers)
+        if resp.status_code >= 300:
+            raise classify(resp, "send")
+        offset = resp.headers.get("Upload-Offset")
+        if offset is None or not offset.isdigit():
+            raise UploadError(RETRYABLE, f"send: {resp.status_code} without a valid Upload-Offset", resp.status_code)
+        self.request = _Answer(resp.status_code, {k.lower(): v for k, v in resp.headers.items()})
+
+
+def upload(tus: TusSession, path: str, size: int, url: str | None, metadata: dict[str, str], chunk_size: int,
+           hooks: UploadHooks, throttle: Throttle) -> str:
+    """Create (or resume `url`) and send chunks until the server has `size` bytes; returns the URL."""
+    with open(path, "rb", buffering=0) as stream:
+        tus_file = _TusFile(tus, stream, size, chunk_size, metadata, hooks, throttle)
+        hooks.before_request()
+        if url:
+            tus_file.url = url
+            tus_file.offset = tus_file.get_offset()
+        else:
+            tus_file.url = tus_file.create_url()
+            tus_file.offset = 0
+        hooks.started(tus_file.url, tus_file.offset)
+        while tus_file.offset < size:
+            hooks.before_request()
+            tus_file.upload_chunk()
+            hooks.confirmed(tus_file.offset)
+        return str(tus_file.url)
+
+
+def sha256_prefix(path: str, length: int, cancelled: threading.Event) -> str:
+    """SHA-256 of the first `length` bytes (the version we upload), stoppable between 1 MiB blocks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        remaining = length
+        while remaining > 0:
+            if cancelled.is_set():
+                raise Cancelled
+            block = f.read(min(1024 * 1024, remaining))
+            if not block:
+                raise FileChanged("the file became shorter while being hashed")
+            hasher.update(block)
+            remaining -= len(block)
+    return hasher.hexdigest()
