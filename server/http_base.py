@@ -42,6 +42,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 class BaseHandler(tornado.web.RequestHandler):
     public = False  # True: no token and no rate limit (health checks from load balancers)
+    metered = True  # False: not counted against the rate limit (scrapes must not be starved by uploads)
     # set by TusHandler while it streams a body; here so body pacing can keep the idle watchdog fed
     last_data: float = 0.0
     stopping: asyncio.Future[None] | None = None
@@ -119,6 +120,8 @@ class BaseHandler(tornado.web.RequestHandler):
             if owner is None:
                 raise errors.UNAUTHORIZED()
             self._owner = owner
+        if not self.metered:
+            return
         verdict = await self.ctx.limiter.request(self._client())
         if not verdict.allowed:
             self.ctx.metrics.rate_limited += 1

@@ -1,0 +1,70 @@
+"""Rate limits live in Redis, so every process spends from the same bucket: a burst over the request
+budget gets 429 with whole-second Retry-After and a one-line reason; over the byte budget a PATCH is
+read more slowly but never refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+
+import requests
+from tus_calls import create, metric, patch, poll
+
+from support import TUS, ServerProcess
+
+UNKNOWN = "0" * 32
+
+
+def burst(server: ServerProcess, count: int) -> list[requests.Response]:
+    with requests.Session() as session:
+        return [session.get(server.url + UNKNOWN, timeout=10) for _ in range(count)]
+
+
+def test_request_burst_gets_429_with_retry_after_shared_by_processes(
+    server_factory: Callable[..., ServerProcess], redis_url: str
+) -> None:
+    a = server_factory("--redis-url", redis_url, "--rate-limit", "0.5", "--rate-burst", "4")
+    b = server_factory("--redis-url", redis_url, "--rate-limit", "0.5", "--rate-burst", "4")
+    statuses = [r.status_code for r in burst(a, 4)]
+    assert statuses == [404] * 4  # the burst allowance, then the bucket is empty
+    refused = burst(b, 1)[0]  # the other process sees the same bucket (same client address)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"].isdigit() and int(refused.headers["Retry-After"]) >= 1
+    reason = refused.text.strip()
+    assert "\n" not in reason and "requests/s" in reason
+    assert refused.headers["Tus-Resumable"] == "1.0.0"
+    assert requests.head(a.url + UNKNOWN, headers=TUS, timeout=10).status_code == 429
+    # preflights, health checks and scrapes are not counted, so browsers, balancers and Prometheus keep working
+    assert requests.options(a.url, timeout=10).status_code == 204
+    assert requests.get(a.origin + "/healthz", timeout=10).status_code == 200
+    assert metric(b.origin, "tuskit_rate_limited_total") == 1
+    assert metric(b.origin, 'tuskit_http_requests_total{code="429"}') == 1
+
+
+def test_rate_limits_are_off_by_default(tus_server: ServerProcess) -> None:
+    assert {r.status_code for r in burst(tus_server, 60)} == {404}
+
+
+def test_byte_rate_slows_a_patch_without_refusing_it(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory("--byte-rate", "512KiB")
+    body = os.urandom(3 * 512 * 1024)
+    url = create(srv.url, len(body)).headers["Location"]
+    result: list[requests.Response] = []
+    sender = threading.Thread(target=lambda: result.append(patch(url, 0, body)))
+    sender.start()
+    # the server reads the body piece by piece: /metrics shows it arriving partway, several times
+    seen: set[float] = set()
+
+    def partway() -> bool:
+        received = metric(srv.origin, "tuskit_bytes_received_total")
+        if 0 < received < len(body):
+            seen.add(received)
+        return len(seen) >= 2
+
+    poll(partway, timeout=30)
+    sender.join(60)
+    assert result and result[0].status_code == 204
+    assert result[0].headers["Upload-Offset"] == str(len(body))
+    assert hashlib.sha256(requests.get(url, timeout=30).content).digest() == hashlib.sha256(body).digest()
