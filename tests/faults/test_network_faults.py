@@ -1,0 +1,125 @@
+"""Network faults between a client and tuskit, played by the fault proxy: cut, stall, reconnect.
+
+In each, the bytes that reached the server are kept, HEAD says how many, and resuming from there gives
+a file whose SHA-256 is the source's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tus_ops
+from fault_proxy import FaultProxy
+from tus_ops import Source
+
+from support import ServerProcess, stored_sha256
+
+MIB = 1024 * 1024
+
+
+def _proxy_for(server: ServerProcess) -> FaultProxy:
+    host, port = server.origin.removeprefix("http://").rsplit(":", 1)
+    return FaultProxy(host, int(port))
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _stored_bytes(server: ServerProcess, upload_url: str) -> int:
+    """Bytes on disk for an upload (FileStore keeps `<data dir>/uploads/<id>`): proof that they arrived."""
+    path = server.data_dir / "uploads" / upload_url.rsplit("/", 1)[1]
+    return path.stat().st_size if path.exists() else 0
+
+
+def _send_through(proxy: FaultProxy, upload_url: str, source: Source) -> bytes:
+    """Send a PATCH of the whole body through the proxy; returns what came back (b"" if nothing)."""
+    sock = tus_ops.open_raw(proxy.url(upload_url))
+    try:
+        with contextlib.suppress(OSError):  # the fault may break the connection while we are still sending
+            sock.sendall(tus_ops.patch_head(upload_url, 0, len(source.body)) + source.body)
+        return tus_ops.read_response(sock)
+    finally:
+        sock.close()
+
+
+def test_cut_mid_patch_keeps_the_bytes_that_arrived(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = server_factory()
+    source = Source(os.urandom(3 * MIB))
+    url = tus_ops.create(server.url, source)
+    head_len = len(tus_ops.patch_head(url, 0, len(source.body)))
+    arrived = 1_234_567
+    with _proxy_for(server) as proxy:
+        proxy.fail_next("cut", after=head_len + arrived)
+        response = _send_through(proxy, url, source)
+        assert tus_ops.status_of(response) != 204  # the client never got a success
+        upload_id = url.rsplit("/", 1)[1]
+        _wait_until(lambda: any(f"upload {upload_id}: client disconnected" in line for line in server.output),
+                    "the server to notice the cut")
+        assert proxy.connections[0].forwarded == head_len + arrived
+
+    assert tus_ops.offset(url) == arrived
+    done = tus_ops.resume(url, source)
+    assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(source.body))
+    assert stored_sha256(url) == source.sha256
+
+
+def test_stalled_patch_is_closed_by_the_network_timeout_and_keeps_its_bytes(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = server_factory("--network-timeout", "2s")
+    source = Source(os.urandom(3 * MIB))
+    url = tus_ops.create(server.url, source)
+    head_len = len(tus_ops.patch_head(url, 0, len(source.body)))
+    arrived = 1_500_000
+    with _proxy_for(server) as proxy:
+        proxy.fail_next("stall", after=head_len + arrived)
+        response = _send_through(proxy, url, source)  # returns once the server hangs up
+        conn = proxy.connections[0]
+        assert conn.faulted.is_set() and conn.closed_by_server.is_set()
+        assert tus_ops.status_of(response) != 204
+
+    assert tus_ops.offset(url) == arrived
+    assert tus_ops.resume(url, source).status_code == 204
+    assert stored_sha256(url) == source.sha256
+
+
+def test_reconnecting_client_releases_its_old_half_open_writer(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = server_factory("--network-timeout", "300s")  # the stale writer is not timed out: it is asked to go
+    source = Source(os.urandom(4 * MIB))
+    url = tus_ops.create(server.url, source)
+    head_len = len(tus_ops.patch_head(url, 0, len(source.body)))
+    arrived = 2 * MIB + 5
+    with _proxy_for(server) as proxy:
+        proxy.fail_next("stall", after=head_len + arrived)
+        old = tus_ops.open_raw(proxy.url(url))
+        try:
+            old.sendall(tus_ops.patch_head(url, 0, len(source.body)) + source.body)
+            proxy.wait(proxy.connections[0].faulted.is_set)
+            _wait_until(lambda: _stored_bytes(server, url) > 0, "the first bytes to reach the disk")
+            on_disk = _stored_bytes(server, url)
+
+            # The client reconnects (directly) while its old connection is still open
+            at = tus_ops.offset(url)
+            assert on_disk <= at <= arrived  # what the old writer had received was saved when it let go
+            proxy.wait(proxy.connections[0].closed_by_server.is_set)  # the old writer was let go
+            assert tus_ops.read_response(old)[:12] != b"HTTP/1.1 204"
+        finally:
+            old.close()
+
+    done = tus_ops.patch(url, at, source.body[at:])
+    assert done.status_code == 204
+    assert stored_sha256(url) == source.sha256
