@@ -50,7 +50,7 @@ class DetailScreen(ModalScreen[None]):
 
     def _facts(self) -> Text:
         row = self.row
-        text = Text()
+        text = Text(overflow="fold")  # long URLs and digests break inside, not onto a line of their own
         for label, value, style in (
             ("name", self.file_name, "bold"),
             ("path", row.path, ""),

@@ -1,0 +1,165 @@
+"""The dashboard's model folds engine events into rows, totals and alerts, without Textual or an engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuskit.desktop.events import (
+    BackingOff,
+    Connection,
+    Done,
+    Failed,
+    Notice,
+    Paused,
+    Progress,
+    Queued,
+    Removed,
+    Resumed,
+    Started,
+)
+from tuskit.desktop.status import FileStatus
+from tuskit.desktop.widgets.formatting import human_bytes, human_duration, human_rate, progress_bar, shorten_middle
+from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, DashboardModel
+
+ROOT = Path("/watched")
+A, B = str(ROOT / "a.jpg"), str(ROOT / "sub" / "b.bin")
+
+
+def model_with(*events: object, now: float = 100.0) -> DashboardModel:
+    model = DashboardModel([ROOT])
+    for event in events:
+        model.apply(event, now)
+    return model
+
+
+def test_an_upload_moves_from_queued_to_done_and_a_batch_touches_each_row_once() -> None:
+    model = model_with(Queued(A, 1000), Started(A, 1000, 0, "http://s/files/1"),
+                       Progress(A, 400, 1000, 200.0), Progress(A, 600, 1000, 250.0))
+    changes = model.take_changes()
+    assert changes.rows == {A}
+    row = model.rows[A]
+    assert (row.state, row.sent, row.fraction, row.url) == ("uploading", 600, 0.6, "http://s/files/1")
+    assert row.eta(100.0) == 400 / 250.0
+    assert [text for _, text in changes.log] == ["uploading a.jpg"]
+    assert model.connection == "online"
+
+    model.apply(Done(A, 1000, "http://s/files/1", "ab" * 32), 101.0)
+    changes = model.take_changes()
+    assert (model.rows[A].state, model.rows[A].sent, model.rows[A].sha256) == ("done", 1000, "ab" * 32)
+    assert changes.log == [("info", "done a.jpg")]
+    assert model.take_changes().rows == set()
+
+
+def test_a_resumed_upload_starts_from_the_servers_offset() -> None:
+    model = model_with(Queued(B, 1000), Started(B, 1000, 250, "http://s/files/2"))
+    assert model.rows[B].sent == 250
+    assert model.take_changes().log == [("info", "uploading sub/b.bin from 25%")]
+
+
+def test_only_a_final_failure_is_an_alert() -> None:
+    model = model_with(Queued(A, 10), Failed(A, "connection reset", 1, False))
+    changes = model.take_changes()
+    assert changes.alerts == []
+    assert changes.log[-1][0] == "warning"
+    assert model.rows[A].state == "queued"
+
+    model.apply(Failed(A, "460: checksum mismatch", 3, True), 100.0)
+    changes = model.take_changes()
+    assert model.rows[A].state == "failed"
+    assert model.rows[A].attempts == 3
+    assert [(a.severity, a.message) for a in changes.alerts] == [("error", "a.jpg: 460: checksum mismatch")]
+
+
+def test_a_per_file_backoff_counts_down_in_the_row() -> None:
+    model = model_with(Queued(A, 10), BackingOff(A, 7.0, "503"))
+    row = model.rows[A]
+    assert row.state == "backing-off"
+    assert row.retry_at == 107.0
+    assert model.take_changes().backoff_started is False
+
+
+def test_a_server_wide_wait_starts_a_countdown_that_ends_by_itself() -> None:
+    model = model_with(BackingOff(None, 30.0, "429 Too Many Requests"))
+    changes = model.take_changes()
+    assert changes.backoff_started and changes.status
+    assert model.connection == "rate-limited"
+    assert model.backoff_left(110.0) == 20.0
+
+    model.apply(BackingOff(None, 5.0, "429"), 110.0)  # shorter than what is left: not a new countdown
+    assert model.take_changes().backoff_started is False
+    model.apply(BackingOff(None, 60.0, "429"), 110.0)
+    assert model.take_changes().backoff_started is True
+
+    model.tick(169.0)
+    assert model.backoff_left(169.0) == 1.0
+    model.tick(170.0)
+    assert model.backoff_left(170.0) is None
+    assert model.connection == "online"
+
+
+def test_the_engines_connection_report_wins_over_guesses() -> None:
+    model = model_with(Connection("offline", "connection refused"), Progress(A, 1, 10, 1.0))
+    assert (model.connection, model.connection_detail) == ("offline", "connection refused")
+    assert model.take_changes().log[0] == ("warning", "server offline: connection refused")
+    model.apply(Connection("online"), 100.0)
+    assert model.connection == "online"
+
+
+def test_pause_all_spares_finished_files_and_resume_requeues_paused_ones() -> None:
+    model = model_with(Queued(A, 10), Queued(B, 10), Done(B, 10, "u", "s"), Paused(None))
+    assert model.paused_all
+    assert [model.rows[A].state, model.rows[B].state] == ["paused", "done"]
+    model.apply(Resumed(None), 100.0)
+    assert not model.paused_all
+    assert [model.rows[A].state, model.rows[B].state] == ["queued", "done"]
+
+    model.apply(Paused(A), 100.0)
+    assert model.rows[A].state == "paused" and not model.paused_all
+
+
+def test_removed_rows_disappear() -> None:
+    model = model_with(Queued(A, 10), Queued(B, 10))
+    model.take_changes()
+    model.apply(Removed(A), 100.0)
+    changes = model.take_changes()
+    assert list(model.rows) == [B]
+    assert changes.removed == {A} and A not in changes.rows
+
+
+def test_notices_log_and_warnings_alert_and_unknown_events_are_harmless() -> None:
+    model = model_with(Notice("root added"), Notice("watch limit reached", "warning"), object())
+    changes = model.take_changes()
+    assert [a.message for a in changes.alerts] == ["watch limit reached"]
+    assert changes.log[0] == ("info", "root added")
+    assert changes.log[2][1].startswith("unhandled engine event")
+
+
+def test_throughput_sums_moving_files_and_forgets_stalled_ones() -> None:
+    model = model_with(Queued(A, 1000), Started(A, 1000, 0, "u"), Progress(A, 100, 1000, 300.0),
+                       Queued(B, 500), Started(B, 500, 0, "v"), Progress(B, 50, 500, 100.0))
+    totals = model.totals(101.0)
+    assert (totals.files, totals.size, totals.sent, totals.bytes_per_second) == (2, 1500, 150, 400.0)
+    assert totals.by_state == {"uploading": 2}
+    assert model.totals(100.0 + STALE_SPEED_SECONDS + 1).bytes_per_second == 0.0
+    model.tick(101.0)
+    assert model.history[-1] == 400.0
+
+
+def test_a_snapshot_fills_rows_for_a_late_dashboard() -> None:
+    model = DashboardModel([ROOT])
+    model.load([FileStatus(A, 10, 4, "paused", None, "u", 1), FileStatus("/elsewhere/c", 5, 5, "done", None, "w", 1)],
+               100.0)
+    assert model.take_changes().rows == {A, "/elsewhere/c"}
+    assert model.rows[A].state == "paused"
+    assert model.display_name("/elsewhere/c") == "c"
+
+
+def test_formatting_keeps_cells_short() -> None:
+    assert [human_bytes(n) for n in (0, 1023, 1536, 150 * 1024**2, 3 * 1024**4)] == [
+        "0 B", "1023 B", "1.5 KiB", "150 MiB", "3.0 TiB"]
+    assert human_rate(0) == human_duration(None) == human_duration(-1)
+    assert human_rate(2048) == "2.0 KiB/s"
+    assert [human_duration(s) for s in (0.2, 42, 187, 3900)] == ["1s", "42s", "3m07s", "1h05m"]
+    assert shorten_middle("holiday_0001_final.jpeg", 11) == "holid….jpeg"
+    assert shorten_middle("short", 11) == "short"
+    assert [len(progress_bar(f, 8, "cyan").plain) for f in (0, 0.33, 1)] == [13, 13, 13]
