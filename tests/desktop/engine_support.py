@@ -1,0 +1,77 @@
+"""Helpers for the sync engine's tests: engines on temp journals, an event recorder, polling waits."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from tuskit.desktop import events as ev
+from tuskit.desktop.config import SyncConfig
+from tuskit.desktop.engine import Engine
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll until `condition()` is truthy; its value is returned. Fails the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Recorder:
+    """Collects engine events (from engine threads) for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.EngineEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ev.EngineEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, kind: type[T], path: str | None = None) -> list[T]:
+        with self._lock:
+            return [e for e in self.events
+                    if isinstance(e, kind) and (path is None or getattr(e, "path", None) == path)]
+
+
+def config(tmp_path: Path, root: Path, server_url: str, **overrides: Any) -> SyncConfig:
+    values: dict[str, Any] = {"roots": [root], "server_url": server_url, "journal_path": tmp_path / "journal.db",
+                              "quiet_seconds": 0.5, "rescan_seconds": 3600.0, "max_attempts": 4}
+    values.update(overrides)
+    return SyncConfig(**values)
+
+
+@contextmanager
+def running(cfg: SyncConfig) -> Iterator[tuple[Engine, Recorder]]:
+    engine = Engine(cfg)
+    recorder = Recorder()
+    engine.subscribe(recorder)
+    engine.start()
+    try:
+        yield engine, recorder
+    finally:
+        engine.stop()
+
+
+def remote_sha256(url: str) -> str:
+    resp = requests.get(url, timeout=30)
+    resp.raise_for_status()
+    return hashlib.sha256(resp.content).hexdigest()
+
+
+def state_of(engine: Engine, path: Path) -> str | None:
+    return next((s.state for s in engine.snapshot() if s.path == str(path)), None)

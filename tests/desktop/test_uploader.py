@@ -1,0 +1,132 @@
+"""The uploader against a real tuskit server: streamed chunks, resume by HEAD, 460, timeouts, auth."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from engine_support import remote_sha256
+
+from tuskit.desktop.throttle import Throttle
+from tuskit.desktop.uploader import CHECKSUM, FATAL, NETWORK, Cancelled, TusSession, UploadError, upload
+
+from support import TUS, ServerProcess
+
+MiB = 1024 * 1024
+
+
+class Hooks:
+    """Records what an attempt reports; `cancel_after` pulls the plug once that many bytes went out."""
+
+    def __init__(self, cancel_after: int | None = None) -> None:
+        self.cancelled = threading.Event()
+        self.cancel_after = cancel_after
+        self.sent_calls: list[int] = []
+        self.confirmed_offsets: list[int] = []
+        self.started_at: list[tuple[str, int]] = []
+
+    def before_request(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled
+
+    def started(self, url: str, offset: int) -> None:
+        self.started_at.append((url, offset))
+
+    def sent(self, n: int) -> None:
+        self.sent_calls.append(n)
+        if self.cancel_after is not None and sum(self.sent_calls) >= self.cancel_after:
+            self.cancelled.set()
+
+    def confirmed(self, offset: int) -> None:
+        self.confirmed_offsets.append(offset)
+
+
+@pytest.fixture
+def payload(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "payload.bin"
+    data = os.urandom(3 * MiB + 123)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def tus(tus_server: ServerProcess) -> Iterator[TusSession]:
+    session = TusSession(tus_server.url, None, timeout=30)
+    yield session
+    session.close()
+
+
+def _meta(path: Path, sha: str) -> dict[str, str]:
+    return {"filename": path.name, "sha256": sha}
+
+
+def test_chunks_stream_with_progress_inside_each_chunk(tus: TusSession, payload: tuple[Path, str]) -> None:
+    path, sha = payload
+    hooks = Hooks()
+    size = path.stat().st_size
+    url = upload(tus, str(path), size, None, _meta(path, sha), MiB, hooks, Throttle(None))
+    assert hooks.started_at == [(url, 0)]
+    assert hooks.confirmed_offsets == [MiB, 2 * MiB, 3 * MiB, size]
+    assert sum(hooks.sent_calls) == size
+    assert len(hooks.sent_calls) > 2 * len(hooks.confirmed_offsets)  # several progress reports per chunk
+    assert remote_sha256(url) == sha
+
+
+def test_cancelled_upload_resumes_from_the_servers_offset(tus: TusSession, payload: tuple[Path, str]) -> None:
+    path, sha = payload
+    size = path.stat().st_size
+    first = Hooks(cancel_after=int(1.5 * MiB))
+    with pytest.raises(Cancelled):
+        upload(tus, str(path), size, None, _meta(path, sha), MiB, first, Throttle(None))
+    [(url, _)] = first.started_at
+    offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
+    assert MiB <= offset < size
+    second = Hooks()
+    assert upload(tus, str(path), size, url, _meta(path, sha), MiB, second, Throttle(None)) == url
+    assert second.started_at == [(url, offset)]
+    assert sum(second.sent_calls) == size - offset
+    assert remote_sha256(url) == sha
+
+
+def test_declared_digest_mismatch_is_a_checksum_error(tus: TusSession, payload: tuple[Path, str]) -> None:
+    path, _ = payload
+    with pytest.raises(UploadError) as info:
+        upload(tus, str(path), path.stat().st_size, None, _meta(path, "0" * 64), 4 * MiB, Hooks(), Throttle(None))
+    assert info.value.kind == CHECKSUM and info.value.status == 460
+    assert "sha256" in info.value.reason
+
+
+def test_a_silent_server_times_out_as_a_network_error(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections (kernel backlog) but never answers
+    try:
+        session = TusSession(f"http://127.0.0.1:{listener.getsockname()[1]}/files/", None, timeout=0.5)
+        f = tmp_path / "a.txt"
+        f.write_bytes(b"hello")
+        with pytest.raises(UploadError) as info:
+            upload(session, str(f), 5, None, {"filename": "a.txt"}, MiB, Hooks(), Throttle(None))
+        assert info.value.kind == NETWORK and "Timeout" in info.value.reason
+    finally:
+        listener.close()
+
+
+def test_bearer_token_is_sent(server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret alice\n")
+    server = server_factory("--tokens", str(tokens))
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"hello")
+    with pytest.raises(UploadError) as info:
+        upload(TusSession(server.url, None, 10), str(f), 5, None, {"filename": "a.txt"}, MiB, Hooks(), Throttle(None))
+    assert info.value.kind == FATAL and info.value.status == 401
+    url = upload(TusSession(server.url, "s3cret", 10), str(f), 5, None, {"filename": "a.txt"}, MiB, Hooks(),
+                 Throttle(None))
+    head = requests.head(url, headers={**TUS, "Authorization": "Bearer s3cret"}, timeout=10)
+    assert head.headers["Upload-Offset"] == "5"
