@@ -70,9 +70,7 @@ class Lease:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        if not self.lost:
-            with contextlib.suppress(aioredis.RedisError):
-                await self.locker._release(keys=[_LOCK + self.upload_id], args=[self.token])
+        await self.locker._drop(self.upload_id, self.token)
 
 
 class Locker:
@@ -89,6 +87,7 @@ class Locker:
         self._held: dict[str, Lease] = {}
         self._listener: asyncio.Task[None] | None = None
         self.waits = 0  # how many acquisitions had to wait (for metrics)
+        self._orphans: dict[str, str] = {}  # upload id -> token of a lease we could not release
 
     async def start(self) -> None:
         """Listen for release requests aimed at leases this process holds."""
@@ -125,8 +124,19 @@ class Locker:
                 with contextlib.suppress(aioredis.RedisError):
                     await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
 
+    async def _drop(self, upload_id: str, token: str) -> None:
+        """Compare-and-delete a lease of ours. If Redis is away, remember it and retry at the next acquire:
+        otherwise the lease of a request that Redis's outage ended would lock the upload for a whole TTL."""
+        try:
+            await self._release(keys=[_LOCK + upload_id], args=[token])
+        except aioredis.RedisError:
+            self._orphans[upload_id] = token
+
     async def acquire(self, upload_id: str) -> Lease:
         """Take the lease, asking a current holder to let go; 423 if it is not free in time."""
+        orphan = self._orphans.pop(upload_id, None)
+        if orphan is not None:
+            await self._drop(upload_id, orphan)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + self.wait_seconds
         asked = False
