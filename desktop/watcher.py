@@ -16,6 +16,7 @@ from pathlib import Path
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileModifiedEvent,
@@ -54,7 +55,7 @@ class _Handler(FileSystemEventHandler):
                 self.on_file(_text(event.dest_path), True)
             case FileClosedEvent():
                 self.on_file(_text(event.src_path), True)
-            case FileCreatedEvent() | FileModifiedEvent():
+            case FileCreatedEvent() | FileModifiedEvent() | FileAttribEvent():  # attrib: a touch moves mtime
                 self.on_file(_text(event.src_path), False)
             case DirMovedEvent():  # a folder moved in brings files no event will mention
                 self.on_folder(_text(event.dest_path))
