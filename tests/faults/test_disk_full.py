@@ -1,0 +1,58 @@
+"""The data directory fills up: a small tmpfs (mounted by the test; CI runs as root) stands in for a full disk.
+
+A PATCH that cannot be stored is answered 507 and records no byte it could not write; a PATCH on a disk
+that is already full changes nothing at all; once space is freed the upload resumes and verifies.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tus_ops
+from tus_ops import Source
+
+from support import ServerProcess, stored_sha256
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs, skipped where mounting is impossible (not root, no CAP_SYS_ADMIN)."""
+    mount_point = tmp_path / "data"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the disk-full test: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_full_answers_507_keeps_the_offset_and_recovers(
+    small_disk: Path, redis_url: str, server_factory: Callable[..., ServerProcess]
+) -> None:
+    # Redis lives elsewhere: only the upload bytes share the small disk
+    server = server_factory("--redis-url", redis_url, data_dir=small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (6 * MIB))
+    source = Source(os.urandom(4 * MIB))
+    url = tus_ops.create(server.url, source)
+
+    first = tus_ops.patch(url, 0, source.body)
+    assert first.status_code == 507, first.text
+    kept = tus_ops.offset(url)
+    assert kept < 2 * MIB  # never more than the free space could hold
+
+    again = tus_ops.patch(url, kept, source.body[kept:])
+    assert again.status_code == 507
+    assert tus_ops.offset(url) == kept  # a PATCH that stored nothing moved nothing
+
+    filler.unlink()
+    done = tus_ops.resume(url, source)
+    assert done.status_code == 204, done.text
+    assert stored_sha256(url) == source.sha256
