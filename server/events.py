@@ -42,7 +42,7 @@ class EventBus:
 
     async def emit(self, kind: str, upload_id: str, owner: str | None, **data: Any) -> str:
         """Record one event; returns its stream entry id (the SSE event id)."""
-        event = {"type": kind, "id": upload_id, "owner": owner, "ts": time.time(), **data}
+        event = {**data, "type": kind, "id": upload_id, "owner": owner, "ts": time.time()}
         payload = json.dumps(event)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(STREAM_KEY, {"event": payload}, maxlen=self.maxlen, approximate=True)

@@ -80,7 +80,8 @@ class PostProcessor:
             return
         finally:
             self.running.discard(upload.id)
-        await self.events.emit(ev.PROCESSED, upload.id, upload.owner, **report)
+        await self.events.emit(ev.PROCESSED, upload.id, upload.owner, content_type=report["type"],
+                               image=report.get("image"))
 
     def overdue(self, upload: Upload, now: float) -> bool:
         """Finished long ago, unanalysed and not being analysed here: a process died while making it."""

@@ -60,11 +60,14 @@ def processed_info(url: str, headers: dict[str, str] | None = None) -> dict[str,
     return poll(probe)
 
 
-def sse_events(response: requests.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(id, event) pairs from a streaming text/event-stream response; comments are skipped."""
+def sse_events(response: requests.Response,
+               on_comment: Callable[[str], None] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(id, event) pairs from a streaming text/event-stream response; comments go to `on_comment`."""
     event_id, data = "", ""
     for line in response.iter_lines(decode_unicode=True):
-        if line.startswith("id: "):
+        if line.startswith(":") and on_comment is not None:
+            on_comment(line[1:].strip())
+        elif line.startswith("id: "):
             event_id = line[4:]
         elif line.startswith("data: "):
             data = line[6:]
