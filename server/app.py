@@ -38,6 +38,7 @@ from tuskit.server.webhooks import HookSender
 log = logging.getLogger("tuskit.server")
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+REDIS_CONNECTIONS = 100
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -63,7 +64,12 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
 async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
     tokens = TokenTable.load(config.tokens_file) if config.tokens_file else None
     secret = config.signing_secret.encode() if config.signing_secret else signing.data_dir_secret(config.data_dir)
-    redis = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    # redis-py's default pool refuses the 101st concurrent command ("Too many connections": 503s under a
+    # burst of 200 uploads); a blocking pool makes a burst wait its turn for a connection instead
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, max_connections=REDIS_CONNECTIONS, timeout=10,
+        socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    redis = aioredis.Redis.from_pool(pool)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu")
