@@ -1,0 +1,149 @@
+"""`tuskit sync` as a real process: --once exit codes, config file and flags, and a SIGKILL mid-upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from engine_support import wait_for
+from fault_proxy import FaultProxy
+
+from support import TUS, ServerProcess
+
+MiB = 1024 * 1024
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    """Keep the user's real config and state dirs out of it."""
+    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+            "XDG_STATE_HOME": str(tmp_path / "xdg-state")}
+
+
+def _sync(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuskit", "sync", *args], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=timeout)
+
+
+def _folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("command", ["sync", "desk"])
+def test_help_documents_every_option(command: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "tuskit", command, "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for flag in ["--server", "--token", "--workers", "--poll", "--ignore", "--include-hidden", "--journal",
+                 "--bwlimit", "--chunk-size", "--quiet", "--timeout", "--max-attempts", "--config", "--log-level"]:
+        assert flag in out
+    assert ("--once" in out) == (command == "sync")
+    assert "desktop.toml" in out and "TUSKIT_" in out and "symbolic links" in out
+
+
+def test_once_uploads_what_is_there_and_exits_zero(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta" * 1000, "c.part": b"partial"})
+    result = _sync(tmp_path, str(root), "--server", tus_server.url, "--once", "--quiet", "0.2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = re.findall(r"done (\S+) .* url=(\S+)", result.stdout)
+    assert {Path(p).name for p, _ in done} == {"a.txt", "b.txt"}
+    for path, url in done:
+        assert requests.get(url, timeout=10).content == Path(path).read_bytes()
+    assert "summary: 2 done, 0 failed" in result.stdout
+    assert (tmp_path / "xdg-state" / "tuskit" / "journal.sqlite3").exists()  # the platformdirs default
+
+
+def test_once_exits_non_zero_when_a_file_fails(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory("--max-size", "1000")
+    root = _folder(tmp_path, {"small.txt": b"ok", "big.bin": b"x" * 5000})
+    result = _sync(tmp_path, str(root), "--server", server.url, "--once", "--quiet", "0.2")
+    assert result.returncode == 1
+    assert re.search(r"failed \S+big\.bin: create: 413 .*giving up", result.stdout), result.stdout
+    assert "summary: 1 done, 1 failed" in result.stdout
+
+
+def test_config_file_is_read_and_flags_override_it(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _folder(tmp_path, {"keep.txt": b"keep", "skip.log": b"skip"})
+    cfg = tmp_path / "desktop.toml"
+    cfg.write_text(f'roots = ["{root}"]\nserver = "http://127.0.0.1:9/nothing/"\nignore = ["*.log"]\n'
+                   f'quiet_seconds = 0.2\njournal = "{tmp_path / "j.db"}"\nbwlimit = "50MiB"\n')
+    result = _sync(tmp_path, "--config", str(cfg), "--server", tus_server.url, "--once")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done " in result.stdout and "keep.txt" in result.stdout and "skip.log" not in result.stdout
+    assert (tmp_path / "j.db").exists()
+    cfg.write_text('unknown_key = 1\n')
+    bad = _sync(tmp_path, "--config", str(cfg), str(root), "--server", tus_server.url, "--once")
+    assert bad.returncode != 0 and "unknown key 'unknown_key'" in bad.stderr
+
+
+@pytest.fixture
+def counting_proxy(tus_server: ServerProcess) -> Iterator[FaultProxy]:
+    p = FaultProxy(tus_server.origin).start()
+    yield p
+    p.stop()
+
+
+class _Reader:
+    """Collects a child's stdout lines on a thread, so the test can poll them."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
+        tmp_path: Path, tus_server: ServerProcess, counting_proxy: FaultProxy) -> None:
+    size = 200 * MiB
+    root = tmp_path / "in"
+    root.mkdir()
+    big = root / "big.bin"
+    digest = hashlib.sha256()
+    with open(big, "wb") as out:
+        for _ in range(size // (8 * MiB)):
+            block = os.urandom(8 * MiB)
+            digest.update(block)
+            out.write(block)
+    os.utime(big, (time.time() - 60, time.time() - 60))
+    args = [sys.executable, "-m", "tuskit", "sync", str(root), "--server", counting_proxy.url(tus_server.url),
+            "--once", "--journal", str(tmp_path / "j.db")]
+    first = subprocess.Popen([*args, "--bwlimit", "40MiB"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=_env(tmp_path))
+    try:
+        out = _Reader(first)
+        url = wait_for(lambda: (m := re.search(r"started \S+ .*url=(\S+)", out.text())) and m.group(1),
+                       timeout=60, what="the upload to start")
+        wait_for(lambda: int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"]) >= 20 * MiB,
+                 timeout=60, what="the server to hold some bytes")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
+    assert 0 < offset < size
+    second = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path), timeout=240)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert re.search(rf"started \S+big\.bin .*resuming at .* url={re.escape(url)}", second.stdout), second.stdout
+    assert f"sha256={digest.hexdigest()}" in second.stdout
+    assert counting_proxy.patch_bytes < 1.2 * size
+    assert hashlib.sha256(requests.get(url, timeout=60).content).hexdigest() == digest.hexdigest()
