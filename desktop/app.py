@@ -184,16 +184,18 @@ class TuskitApp(App[int]):
         self.push_screen(AddFolderScreen(), self._add_root)
 
     def _add_root(self, folder: Path | None) -> None:
-        if folder is not None and folder not in self.model.roots:
-            self.model.roots.append(folder)
-            self._redraw_status(time.monotonic())
-            self._write_log("info", f"watching {folder}")
+        if folder is not None:
             self._start_watching(folder)
 
     @work(thread=True, group="engine-commands")
     def _start_watching(self, folder: Path) -> None:
-        """A new root is scanned before it is watched: that can take a while, so off the UI loop."""
+        """Off the UI loop: the engine starts a watcher (and says so, or why not, with a Notice)."""
         self.engine.add_root(folder)
+        self.call_from_thread(self._roots_changed)
+
+    def _roots_changed(self) -> None:
+        self.model.roots = list(self.engine.config.roots)
+        self._redraw_status(time.monotonic())
 
     def action_toggle_log(self) -> None:
         screen = self.screen

@@ -154,7 +154,8 @@ class DashboardModel:
         match event:
             case Queued(path=path, size=size):
                 row = self._row(path, size)
-                row.size, row.sent, row.state, row.error, row.retry_at = size, 0, "queued", None, None
+                row.size, row.sent, row.error, row.retry_at = size, 0, None, None
+                row.state = "paused" if self.paused_all else "queued"  # the engine holds its queue meanwhile
                 changes.rows.add(path)
             case Started(path=path, size=size, offset=offset, url=url):
                 row = self._row(path, size)
@@ -187,6 +188,7 @@ class DashboardModel:
                     changes.log.append(("error", f"failed {name}: {error}"))
                     changes.alerts.append(Alert(f"{name}: {error}", "error", "Upload failed"))
                 else:
+                    row.state = "queued"  # until a BackingOff says when, or a worker takes it again
                     changes.log.append(("warning", f"attempt {attempts} of {name} failed: {error}"))
                 changes.rows.add(path)
             case BackingOff(path=None, seconds=seconds, reason=reason):

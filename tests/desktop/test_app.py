@@ -1,0 +1,271 @@
+"""The Textual dashboard driven with Pilot over a real engine, real files and a real tuskit server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_support import config, remote_sha256
+from PIL import Image
+from rich_pixels import Pixels
+from textual.command import CommandList
+from textual.pilot import Pilot
+from textual.widgets import RichLog, Static
+from textual.widgets.data_table import ColumnKey
+
+from tuskit.desktop.app import TuskitApp
+from tuskit.desktop.engine import Engine
+from tuskit.desktop.widgets.detail import DetailScreen
+from tuskit.desktop.widgets.file_table import FileTable
+from tuskit.desktop.widgets.status_bar import StatusBar
+
+from support import ServerProcess
+
+KiB = 1024
+Scenario = Callable[[Pilot[int], TuskitApp], Awaitable[None]]
+
+
+def drive(cfg: Any, scenario: Scenario, size: tuple[int, int] = (100, 30)) -> TuskitApp:
+    """Run the dashboard over a real engine; the app starts and stops the engine itself."""
+    app = TuskitApp(Engine(cfg))
+
+    async def main() -> None:
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await scenario(pilot, app)
+
+    asyncio.run(main())
+    return app
+
+
+async def until(pilot: Pilot[int], condition: Callable[[], object], what: str, timeout: float = 25.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def cell(app: TuskitApp, path: Path, column: str) -> str:
+    return str(app.query_one(FileTable).get_cell(str(path), column))
+
+
+def has_row(app: TuskitApp, path: Path) -> bool:
+    return str(path) in app.query_one(FileTable).rows
+
+
+def toasts(app: TuskitApp) -> list[str]:
+    return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+
+def engine_state(app: TuskitApp, path: Path) -> str | None:
+    return next((s.state for s in app.engine.snapshot() if s.path == str(path)), None)
+
+
+def test_rows_appear_for_dropped_files_progress_moves_and_they_finish(tmp_path: Path,
+                                                                      tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    big, small = root / "big.bin", root / "notes.txt"
+    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=512 * KiB, chunk_size=256 * KiB)
+    percents: set[str] = set()
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        big.write_bytes(bytes(range(256)) * (6 * KiB))  # 1.5 MiB, three seconds at the bandwidth limit
+        small.write_text("hello\n")
+        await until(pilot, lambda: has_row(app, big) and has_row(app, small), "rows for both files")
+
+        def big_done() -> bool:
+            percents.add(cell(app, big, "progress").split()[-1])
+            return cell(app, big, "state") == "done"
+
+        await until(pilot, big_done, "big.bin done")
+        await until(pilot, lambda: cell(app, small, "state") == "done", "notes.txt done")
+        assert str(app.query_one("#totals-text", Static).render()).startswith("2/2 done")
+        url = app.model.rows[str(big)].url
+        assert url is not None and remote_sha256(url) == hashlib.sha256(big.read_bytes()).hexdigest()
+        log = "\n".join(line.text for line in app.query_one(RichLog).lines)
+        assert "done big.bin" in log and "done notes.txt" in log
+
+    drive(cfg, scenario)
+    assert percents & {f"{n}%" for n in range(1, 100)}, f"no progress between 0 and 100% was shown: {percents}"
+    assert "100%" in percents
+
+
+def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    slow = root / "slow.bin"
+    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=256 * KiB, chunk_size=128 * KiB)
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        slow.write_bytes(b"\x5a" * (1024 * KiB))  # four seconds at the limit
+        await until(pilot, lambda: has_row(app, slow) and cell(app, slow, "state") == "uploading", "upload start")
+
+        await pilot.press("space")
+        await until(pilot, lambda: cell(app, slow, "state") == "paused", "row paused")
+        assert engine_state(app, slow) == "paused"
+        await pilot.press("space")
+        await until(pilot, lambda: engine_state(app, slow) in ("queued", "uploading"), "file resumed")
+
+        await pilot.press("p")
+        await until(pilot, lambda: app.engine.paused_all and app.model.paused_all, "everything paused")
+        assert "paused" in str(app.query_one(StatusBar).render())
+        assert cell(app, slow, "state") == "paused"
+        await pilot.press("p")
+        await until(pilot, lambda: not app.engine.paused_all and not app.model.paused_all, "everything resumed")
+        await until(pilot, lambda: cell(app, slow, "state") == "done", "slow.bin done after the pauses")
+
+    drive(cfg, scenario)
+
+
+def test_a_refused_file_is_notified_retried_and_removed(tmp_path: Path,
+                                                         server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--max-size", "1KiB")
+    root = tmp_path / "watched"
+    root.mkdir()
+    large = root / "too-large.bin"
+    cfg = config(tmp_path, root, server.url)
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        large.write_bytes(b"x" * (4 * KiB))
+        await until(pilot, lambda: has_row(app, large) and cell(app, large, "state") == "failed", "failure")
+        await until(pilot, lambda: any("too-large.bin" in t and "413" in t for t in toasts(app)), "failure toast")
+        assert "413" in (app.model.rows[str(large)].error or "")
+
+        await pilot.press("r")
+        await until(pilot, lambda: any("Queued 1 failed file(s) again" in t for t in toasts(app)), "retry notice")
+        await until(pilot, lambda: sum("Upload failed" in t for t in toasts(app)) == 2, "second failure toast")
+
+        await pilot.press("x")
+        await until(pilot, lambda: not has_row(app, large), "row removed")
+        assert engine_state(app, large) is None
+        assert large.exists()  # removing from the queue never deletes anything
+
+    drive(cfg, scenario)
+
+
+def test_a_rate_limited_server_gets_a_live_countdown(tmp_path: Path,
+                                                     server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--rate-limit", "0.25", "--rate-burst", "1")  # the PATCH after the POST: 429, 4 s
+    root = tmp_path / "watched"
+    root.mkdir()
+    photo = root / "photo.bin"
+    cfg = config(tmp_path, root, server.url)
+    seen: set[str] = set()
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        photo.write_bytes(b"p" * (8 * KiB))
+
+        def countdown_moved() -> bool:
+            seen.update(t for t in toasts(app) if "All uploads resume in" in t)
+            return len(seen) >= 2
+
+        await until(pilot, countdown_moved, "a countdown toast whose seconds change")
+        assert app.model.connection == "rate-limited"
+        status = str(app.query_one(StatusBar).render())
+        assert "rate-limited" in status and " s)" in status
+        assert any("server asked to wait" in line.text for line in app.query_one(RichLog).lines)
+
+    drive(cfg, scenario)
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (300, 200), (10, 160, 60)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_the_detail_view_of_a_finished_image_shows_its_thumbnail(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    picture = root / "green.png"
+    cfg = config(tmp_path, root, tus_server.url)
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        picture.write_bytes(png_bytes())
+        await until(pilot, lambda: has_row(app, picture) and cell(app, picture, "state") == "done", "upload")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), "detail view")
+        thumbnail = app.screen.query_one("#thumbnail", Static)
+        await until(pilot, lambda: isinstance(thumbnail.content, Pixels), "thumbnail pixels")
+        facts = str(app.screen.query_one("#detail-facts", Static).render())
+        assert "green.png" in facts and "done" in facts
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DetailScreen), "detail closed")
+
+    drive(cfg, scenario)
+
+
+def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProcess,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the folder is typed as a relative path: short to type, resolved by the dialog
+    root, extra = tmp_path / "watched", tmp_path / "scans"
+    root.mkdir()
+    extra.mkdir()
+    scan = extra / "scan-001.txt"
+    scan.write_text("scanned\n")
+    cfg = config(tmp_path, root, tus_server.url)
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.press(*"nowhere", "enter")
+        assert "not a folder: nowhere" in str(app.screen.query_one("#folder-error", Static).render())
+        await pilot.press(*["backspace"] * len("nowhere"), *"scans", "enter")
+        await until(pilot, lambda: extra in app.model.roots, "the folder is watched")
+        assert str(extra) in str(app.query_one(StatusBar).render())
+        await until(pilot, lambda: has_row(app, scan) and cell(app, scan, "state") == "done", "its file uploaded")
+        assert cell(app, scan, "name") == "scan-001.txt"
+
+        await pilot.press("l")
+        assert isinstance(app.screen.maximized, RichLog)
+        await pilot.press("l")
+        assert app.screen.maximized is None
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"resume ev")  # fuzzy: only "Pause or resume every upload"
+        await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "palette hits")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.engine.paused_all, "pause-all from the command palette")
+
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code == 0, "the app to quit", timeout=15)
+
+    drive(cfg, scenario)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("tuskit-upload")], "engine not stopped"
+
+
+def test_every_column_fits_at_80_columns_and_the_wide_layout_widens_the_bars(tmp_path: Path,
+                                                                             tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    (root / "a_rather_long_file_name_from_a_camera_import_0001.jpg").write_bytes(b"j" * 100)
+    widths: dict[int, tuple[int, int, int]] = {}
+
+    def measure(columns: int) -> Scenario:
+        async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+            await until(pilot, lambda: app.query_one(FileTable).row_count == 1, "the row")
+            table = app.query_one(FileTable)
+            progress = table.columns[ColumnKey("progress")].width
+            widths[columns] = (table.virtual_size.width, table.size.width, progress)
+            assert app.query_one(RichLog).size.height >= 4
+
+        return scenario
+
+    for size in ((80, 24), (160, 48)):
+        drive(config(tmp_path, root, tus_server.url, journal_path=tmp_path / f"j{size[0]}.db"), measure(size[0]), size)
+    for columns, (content, visible, _) in widths.items():
+        assert content <= visible, f"the table scrolls sideways at {columns} columns"
+    assert widths[160][2] > widths[80][2]
