@@ -161,14 +161,14 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"tuskit server listening on http://{host}:{port}{config.base_path}", flush=True)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ctx.feed.start()
     chores = [asyncio.create_task(_sweep_forever(ctx)), asyncio.create_task(_close_stalled_forever(ctx))]
+    # announced only once SIGTERM is ours: a supervisor that stops us right after would otherwise kill us
+    print(f"tuskit server listening on http://{host}:{port}{config.base_path}", flush=True)
     await stop.wait()
     log.info("shutting down: saving in-flight uploads")
     for chore in chores:

@@ -24,6 +24,11 @@ _UPLOAD_COUNTERS = {
 }
 
 
+def _number(value: float) -> str:
+    """Counters exactly (1234567, not %g's 1.23457e+06, which a scraper would read as 1234570)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[int] = Counter()  # by status code
@@ -45,7 +50,7 @@ class Metrics:
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {kind}")
-            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+            lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
 
         metric("tuskit_http_requests_total", "counter", "HTTP requests answered, by status code.",
                [(f'{{code="{code}"}}', n) for code, n in sorted(self.requests.items())])
