@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from engine_support import config, remote_sha256, running, state_of, wait_for
-from fault_proxy import FaultProxy, Faults
+from http_fault_proxy import FaultProxy, Faults
 
 from tuskit.desktop import events as ev
 

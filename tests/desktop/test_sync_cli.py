@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from engine_support import wait_for
-from fault_proxy import FaultProxy
+from http_fault_proxy import FaultProxy
 
 from support import TUS, ServerProcess
 
