@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import tus_ops
-from tus_ops import Source
+from faults import tus_ops
+from faults.tus_ops import Source
 
 from support import ServerProcess, stored_sha256
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import tus_ops
-from fault_proxy import FaultProxy
-from tus_ops import Source
+from faults import tus_ops
+from faults.fault_proxy import FaultProxy
+from faults.tus_ops import Source
 
 from support import ServerProcess, stored_sha256
 

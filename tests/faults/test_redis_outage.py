@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import tus_ops
-from redis_process import RedisProcess
-from tus_ops import Source
+from faults import tus_ops
+from faults.redis_process import RedisProcess
+from faults.tus_ops import Source
 
 from support import TUS, ServerProcess, stored_sha256
 

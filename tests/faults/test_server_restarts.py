@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-import tus_ops
-from tus_ops import Source
+from faults import tus_ops
+from faults.tus_ops import Source
 
 from support import TUS, ServerProcess, start_server, stored_sha256
 

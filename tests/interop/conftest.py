@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from node_runner import ensure_packages, node_unavailable
+from interop.node_runner import ensure_packages, node_unavailable
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from node_runner import run_script
+from interop.node_runner import run_script
 
 from support import TUS, ServerProcess, stored_sha256
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from node_runner import run_script
+from interop.node_runner import run_script
 from PIL import Image
 
 from support import ServerProcess, stored_sha256
