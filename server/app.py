@@ -26,7 +26,7 @@ from tuskit.server.http_base import log_request
 from tuskit.server.info_handlers import InfoHandler, ThumbnailHandler
 from tuskit.server.locks import Locker
 from tuskit.server.ops_handlers import HealthHandler, MetricsHandler
-from tuskit.server.postprocess import PostProcessor
+from tuskit.server.postprocess import PostProcessor, background_thread
 from tuskit.server.ratelimit import RateLimiter
 from tuskit.server.service import ServiceConfig, UploadService
 from tuskit.server.sniff import type_gate
@@ -72,7 +72,7 @@ async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
     redis = aioredis.Redis.from_pool(pool)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
-    cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu")
+    cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu", initializer=background_thread)
     locker = Locker(redis)
     if config.redis_url is None:
         cleared = await locker.clear_stale()
