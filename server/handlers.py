@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 import time
+from typing import Any
 from urllib.parse import quote
 
 import tornado.web
@@ -140,10 +141,10 @@ class TusHandler(BaseHandler):
         self.session = await self.service.open_append(
             upload, self.lease, offset, new_length=new_length, body_length=body_length,
             checksum=checksum, checksum_in_trailer=trailer)
-        self.lease.on_release_request = lambda: self.interrupt("another request took over the upload")
         self.request.connection.set_max_body_size(self._max_body())
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
+        self.lease.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
 
     async def data_received(self, chunk: bytes) -> None:
         if self.session is not None:
@@ -160,15 +161,17 @@ class TusHandler(BaseHandler):
 
     async def _stop_streaming(self, why: str) -> None:
         assert self.session is not None
+        saved: dict[str, str] = {}
         try:
             offset = await self.session.abort(why)
+            if offset is None:
+                return  # the body had already ended: the verb's own response answers this request
+            saved["Upload-Offset"] = str(offset)
         except Exception as exc:
             log.warning("saving upload %s on interrupt failed: %s", self.session.upload.id, exc)
-            offset = None
         finally:
             await self._release()
         if self.ctx.shutting_down:
-            saved = {"Upload-Offset": str(offset)} if offset is not None else {}
             sent = self.render_error(errors.SHUTTING_DOWN(headers=saved))
             if sent is not None:
                 with contextlib.suppress(StreamClosedError):
@@ -178,6 +181,19 @@ class TusHandler(BaseHandler):
     def on_connection_close(self) -> None:
         if self.session is not None and not self.session.closed and self.stopping is None:
             self.stopping = asyncio.ensure_future(self._stop_on_disconnect())
+        super().on_connection_close()  # ends the wait for the body; without it the handler lingers to shutdown
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if not isinstance(value, StreamClosedError):  # a client that left is no server failure
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
+        if isinstance(exc, StreamClosedError):
+            self.failure = "connection closed before the request ended"
+            self.set_status(499, "Client Closed Request")  # nginx's code: logged, never seen by the client
+            return
+        super().write_error(status_code, **kwargs)
 
     async def _stop_on_disconnect(self) -> None:
         assert self.session is not None

@@ -42,7 +42,8 @@ class Lease:
         self.upload_id = upload_id
         self.token = token
         self.lost = False
-        self.on_release_request: Callable[[], None] | None = None
+        self._on_release_request: Callable[[], None] | None = None
+        self._asked = False  # a release request came before anyone listened for it
         self._renewer: asyncio.Task[None] | None = None
 
     async def _renew_forever(self) -> None:
@@ -60,9 +61,17 @@ class Lease:
                 self._ask_to_stop()
                 return
 
+    def when_asked_to_release(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another request wants this upload, at once if one already asked: a request
+        may ask between our acquiring the lease and our starting to write, and must not wait in vain."""
+        self._on_release_request = callback
+        if self._asked:
+            callback()
+
     def _ask_to_stop(self) -> None:
-        if self.on_release_request is not None:
-            self.on_release_request()
+        self._asked = True
+        if self._on_release_request is not None:
+            self._on_release_request()
 
     async def release(self) -> None:
         self.locker._held.pop(self.upload_id, None)
@@ -139,17 +148,18 @@ class Locker:
             await self._drop(upload_id, orphan)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + self.wait_seconds
-        asked = False
+        next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
         while True:
             if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms):
                 lease = Lease(self, upload_id, token)
                 self._held[upload_id] = lease
                 lease._renewer = asyncio.create_task(lease._renew_forever())
                 return lease
-            if not asked:
-                self.waits += 1
+            if time.monotonic() >= next_ask:
+                if next_ask == 0.0:
+                    self.waits += 1
                 await self.redis.publish(_RELEASE_CHANNEL + upload_id, token)
-                asked = True
+                next_ask = time.monotonic() + 1.0
             if time.monotonic() >= deadline:
                 raise errors.UPLOAD_LOCKED()
             await asyncio.sleep(self.poll_seconds)

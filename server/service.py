@@ -8,6 +8,7 @@ Disk and hashing run in an executor; the event loop only moves buffers around.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
@@ -330,6 +331,10 @@ class AppendSession:
     Bytes are buffered up to `flush_bytes`, then written at their offset and hashed in the executor while
     the next buffer fills (one flush in flight). The offset in Redis moves at checkpoints and at the end,
     by compare-and-set. With a chunk checksum nothing is recorded until the whole chunk has verified.
+
+    The body's end (`finish`) and an interruption (`abort`: another request took over, the client left,
+    the server stops) can race: `lock` serialises them with the flushes, so the file is never closed under
+    a write in flight and a session ends exactly once.
     """
 
     def __init__(self, service: UploadService, upload: Upload, lease: Lease, writer: BlobWriter,
@@ -355,11 +360,13 @@ class AppendSession:
         self.pending: asyncio.Future[None] | None = None
         self.error: errors.TusError | None = None
         self.overrun: errors.TusError | None = None  # the body went past the length: what fits is kept
+        self.stopping = False  # abort() was called: take no more bytes
         self.closed = False
+        self.lock = asyncio.Lock()
 
     async def write(self, data: bytes) -> None:
         """Take the next piece of the body; returns once it is buffered (or written, when the buffer filled)."""
-        if self.error is not None or self.overrun is not None or self.closed:
+        if self.error is not None or self.overrun is not None or self.stopping or self.closed:
             return
         if self.lease.lost:
             self.error = errors.UPLOAD_LOCKED("another request took over this upload")
@@ -378,10 +385,13 @@ class AppendSession:
         self.buffer.append(data)
         self.buffered += len(data)
         if self.buffered >= self.service.config.flush_bytes:
-            try:
-                await self._flush()
-            except Exception as exc:  # a body callback must not raise: the failure becomes the response
-                self.error = as_tus_error(exc)
+            async with self.lock:
+                if self.closed:
+                    return
+                try:
+                    await self._flush()
+                except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                    self.error = as_tus_error(exc)
 
     async def _flush(self) -> None:
         await self._wait_pending()
@@ -465,6 +475,12 @@ class AppendSession:
 
     async def finish(self, trailer: tuple[str, bytes] | None = None) -> Upload:
         """The body ended: verify the chunk, record the offset, complete the upload if that was the end."""
+        async with self.lock:
+            if self.closed:
+                raise errors.UPLOAD_LOCKED("this request was stopped: another request took over the upload")
+            return await self._finish(trailer)
+
+    async def _finish(self, trailer: tuple[str, bytes] | None) -> Upload:
         try:
             await self._drain()
             if self.verify_chunk and self.checksum is None and trailer is None:
@@ -491,8 +507,18 @@ class AppendSession:
         finally:
             await self._close()
 
-    async def abort(self, why: str) -> int:
-        """The client went away or another request wants the upload: keep what arrived, unless unverifiable."""
+    async def abort(self, why: str) -> int | None:
+        """The client went away or another request wants the upload: keep what arrived, unless unverifiable.
+
+        Returns the offset saved, or None when the body had already ended and `finish` answers the request.
+        """
+        self.stopping = True
+        async with self.lock:
+            if self.closed:
+                return None
+            return await self._abort(why)
+
+    async def _abort(self, why: str) -> int:
         try:
             await self._drain()
             if self.verify_chunk:
@@ -510,6 +536,10 @@ class AppendSession:
         if self.closed:
             return
         self.closed = True
+        if self.pending is not None:  # an error cut the drain short: never close the file under a write
+            with contextlib.suppress(OSError):
+                await self.pending
+            self.running = None
         if self.running is not None and self.committed == self.written:
             self.service.digests.put(self.upload.id, self.committed, self.running)
         await self.service._io(self.writer.close)
