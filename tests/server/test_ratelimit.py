@@ -8,8 +8,11 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 import requests
+from interop.node_runner import NodeScriptFailed, ensure_packages, node_unavailable, run_script
 from tus_calls import create, metric, patch, poll
 
 from support import TUS, ServerProcess
@@ -68,3 +71,18 @@ def test_byte_rate_slows_a_patch_without_refusing_it(server_factory: Callable[..
     assert result and result[0].status_code == 204
     assert result[0].headers["Upload-Offset"] == str(len(body))
     assert hashlib.sha256(requests.get(url, timeout=30).content).digest() == hashlib.sha256(body).digest()
+
+
+def test_tus_js_client_fails_on_429(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """What README documents: tus-js-client does not retry a 429 (nor read Retry-After); it fails."""
+    reason = node_unavailable()
+    if reason:
+        pytest.skip(reason)
+    ensure_packages()
+    srv = server_factory("--rate-limit", "0.05", "--rate-burst", "2")
+    assert [r.status_code for r in burst(srv, 2)] == [404, 404]  # the budget is spent
+    source = tmp_path / "file.bin"
+    source.write_bytes(os.urandom(1000))
+    with pytest.raises(NodeScriptFailed, match="429"):
+        run_script("tus_node.mjs", {"scenario": "buffer", "endpoint": srv.url, "path": str(source)}, timeout=60)
+    assert metric(srv.origin, "tuskit_rate_limited_total") == 1  # one refused POST, no retries
