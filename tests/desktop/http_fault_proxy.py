@@ -1,7 +1,7 @@
 """A real HTTP proxy on loopback in front of a real tuskit server, that can misbehave on purpose.
 
 It forwards requests byte for byte (bodies streamed), rewrites `Location` so clients keep talking to the
-proxy, counts PATCH body bytes (what a client really sent), and can answer 429/503 with Retry-After to
+proxy, counts upload body bytes (what a client really sent), and can answer 429/503 with Retry-After to
 the first N requests or flip one byte of a PATCH body (the server then answers 460).
 """
 
@@ -22,6 +22,7 @@ class Seen:
     method: str
     path: str
     status: int
+    arrived: float  # time.monotonic() when the request line was read
     at: float  # time.monotonic() when the answer was sent
 
 
@@ -30,7 +31,7 @@ class Faults:
     reject_first: int = 0  # answer this many requests with `reject_status` instead of forwarding
     reject_status: int = 429
     retry_after: str | None = "1"
-    corrupt_patches: int = 0  # flip one byte in this many PATCH bodies
+    corrupt_bodies: int = 0  # flip one byte in this many upload bodies (PATCH, or POST with a body)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class FaultProxy:
     upstream: str  # origin of the real server, e.g. http://127.0.0.1:1234
     faults: Faults = field(default_factory=Faults)
     seen: list[Seen] = field(default_factory=list)
-    patch_bytes: int = 0
+    body_bytes: int = 0  # upload bytes forwarded (PATCH and POST bodies)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -80,23 +81,24 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
 
-    def _take_fault(self, method: str) -> tuple[bool, bool]:
+    def _take_fault(self, has_body: bool) -> tuple[bool, bool]:
         with self._lock:
             reject = self.faults.reject_first > 0
             if reject:
                 self.faults.reject_first -= 1
-            corrupt = not reject and method == "PATCH" and self.faults.corrupt_patches > 0
+            corrupt = not reject and has_body and self.faults.corrupt_bodies > 0
             if corrupt:
-                self.faults.corrupt_patches -= 1
+                self.faults.corrupt_bodies -= 1
             return reject, corrupt
 
-    def _record(self, h: BaseHTTPRequestHandler, status: int) -> None:
+    def _record(self, h: BaseHTTPRequestHandler, status: int, arrived: float) -> None:
         with self._lock:
-            self.seen.append(Seen(h.command, h.path, status, time.monotonic()))
+            self.seen.append(Seen(h.command, h.path, status, arrived, time.monotonic()))
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        arrived = time.monotonic()
         length = int(h.headers.get("Content-Length") or 0)
-        reject, corrupt = self._take_fault(h.command)
+        reject, corrupt = self._take_fault(length > 0)
         if reject:
             self._drain(h, length)
             h.send_response(self.faults.reject_status)
@@ -106,7 +108,7 @@ class FaultProxy:
             h.send_header("Content-Length", "13")
             h.end_headers()
             h.wfile.write(b"slow down pls")
-            self._record(h, self.faults.reject_status)
+            self._record(h, self.faults.reject_status, arrived)
             return
         up = urlsplit(self.upstream)
         conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
@@ -131,7 +133,7 @@ class FaultProxy:
             h.end_headers()
             if h.command != "HEAD":
                 h.wfile.write(body)
-            self._record(h, resp.status)
+            self._record(h, resp.status, arrived)
         finally:
             conn.close()
 
@@ -154,8 +156,7 @@ class FaultProxy:
                 block = bytes([block[0] ^ 0xFF]) + block[1:]
                 corrupt = False
             left -= len(block)
-            if h.command == "PATCH":
-                with self._lock:
-                    self.patch_bytes += len(block)
+            with self._lock:
+                self.body_bytes += len(block)
             conn.send(block)
         return True

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from engine_support import remote_sha256
+from http_fault_proxy import FaultProxy
 
 from tuskit.desktop.throttle import Throttle
 from tuskit.desktop.uploader import CHECKSUM, FATAL, NETWORK, Cancelled, TusSession, UploadError, upload
@@ -130,3 +131,20 @@ def test_bearer_token_is_sent(server_factory, tmp_path: Path) -> None:  # type: 
                  Throttle(None))
     head = requests.head(url, headers={**TUS, "Authorization": "Bearer s3cret"}, timeout=10)
     assert head.headers["Upload-Offset"] == "5"
+
+
+def test_small_files_travel_in_the_creation_request(tus_server: ServerProcess, tmp_path: Path) -> None:
+    proxy = FaultProxy(tus_server.origin).start()
+    try:
+        session = TusSession(proxy.url(tus_server.url), None, 10)
+        for name in ("a.txt", "b.txt"):
+            f = tmp_path / name
+            f.write_bytes(os.urandom(10_000))
+            hooks = Hooks()
+            url = upload(session, str(f), 10_000, None, {"filename": name}, MiB, hooks, Throttle(None))
+            assert hooks.confirmed_offsets == [10_000] and sum(hooks.sent_calls) == 10_000
+            assert remote_sha256(url.replace(proxy.origin, tus_server.origin)) == hashlib.sha256(
+                f.read_bytes()).hexdigest()
+        assert [m for m, _ in proxy.methods()] == ["OPTIONS", "POST", "POST"]  # extensions asked once, no PATCH
+    finally:
+        proxy.stop()
