@@ -31,17 +31,36 @@ PROCESSED = "processed"
 TERMINATED = "terminated"
 EXPIRED = "expired"
 
+_PROGRESS_MEMORY = 10_000  # uploads whose last progress time we remember before pruning
+
 
 class EventBus:
-    """Writes events; readers use XREAD on STREAM_KEY or SUBSCRIBE to CHANNEL (same JSON payload)."""
+    """Writes events; readers use XREAD on STREAM_KEY or SUBSCRIBE to CHANNEL (same JSON payload).
 
-    def __init__(self, redis: aioredis.Redis, maxlen: int = 100_000) -> None:
+    Progress is throttled per upload: a client sending tiny PATCHes would otherwise flood the stream
+    that every dashboard replays. The other events mark state changes and always go through.
+    """
+
+    def __init__(self, redis: aioredis.Redis, maxlen: int = 100_000, progress_interval: float = 0.5) -> None:
         self.redis = redis
         self.maxlen = maxlen
+        self.progress_interval = progress_interval
         self.listeners: list[Listener] = []
+        self._last_progress: dict[str, float] = {}  # upload id -> time.monotonic() of its last progress
 
-    async def emit(self, kind: str, upload_id: str, owner: str | None, **data: Any) -> str:
-        """Record one event; returns its stream entry id (the SSE event id)."""
+    def _throttled(self, upload_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._last_progress.get(upload_id, -self.progress_interval) < self.progress_interval:
+            return True
+        if len(self._last_progress) > _PROGRESS_MEMORY:
+            self._last_progress = {k: t for k, t in self._last_progress.items() if now - t < self.progress_interval}
+        self._last_progress[upload_id] = now
+        return False
+
+    async def emit(self, kind: str, upload_id: str, owner: str | None, **data: Any) -> str | None:
+        """Record one event; returns its stream entry id (the SSE event id), None if throttled away."""
+        if kind == PROGRESS and self._throttled(upload_id):
+            return None
         event = {**data, "type": kind, "id": upload_id, "owner": owner, "ts": time.time()}
         payload = json.dumps(event)
         async with self.redis.pipeline(transaction=False) as pipe:
