@@ -79,10 +79,10 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None,
     return ServerProcess(proc, url[0], data_dir, output)
 
 
-def stored_sha256(upload_url: str) -> str:
+def stored_sha256(upload_url: str, headers: dict[str, str] | None = None) -> str:
     """SHA-256 of the bytes the server serves for a finished upload (GET), streamed, so big files stay cheap."""
     digest = hashlib.sha256()
-    with requests.get(upload_url, stream=True, timeout=60) as response:
+    with requests.get(upload_url, headers=headers, stream=True, timeout=60) as response:
         response.raise_for_status()
         for block in response.iter_content(1024 * 1024):
             digest.update(block)
