@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,16 @@ def test_upload_length_deferred(tus_server: ServerProcess, tmp_path: Path) -> No
     head = requests.head(answer["url"], headers=TUS, timeout=10)
     assert head.headers["Upload-Length"] == "1000000"
     assert stored_sha256(answer["url"]) == digest
+
+
+def test_bearer_token_in_headers_reaches_an_authenticated_server(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("node-token-0b7c carol\n")
+    server = server_factory("--tokens", str(tokens))
+    path, digest = _source(tmp_path, 500_000)
+    with pytest.raises(AssertionError, match="401"):
+        _client(server, path, "buffer")
+    answer = _client(server, path, "buffer", headers={"Authorization": "Bearer node-token-0b7c"})
+    assert stored_sha256(answer["url"], {"Authorization": "Bearer node-token-0b7c"}) == digest

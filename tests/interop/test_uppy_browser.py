@@ -25,6 +25,8 @@ from PIL import Image
 from support import ServerProcess, stored_sha256
 
 CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "uppy-token-41f2"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
                                 "(apt-get install -y chromium; .ci/run does it)")
@@ -66,18 +68,22 @@ def _files(tmp_path: Path) -> dict[Path, str]:
     return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
 
 
-def _run_uppy(page_origin: str, server: ServerProcess, files: list[Path], tmp_path: Path) -> dict[str, Any]:
-    page = f"{page_origin}/index.html?endpoint={server.url}&chunkSize={512 * 1024}"
+def _run_uppy(page_origin: str, server: ServerProcess, files: list[Path], tmp_path: Path,
+              token: str = "", retry_delays: str = "[0,300,1000]") -> dict[str, Any]:
+    page = (f"{page_origin}/index.html?endpoint={server.url}&chunkSize={512 * 1024}&token={token}"
+            f"&retryDelays={retry_delays}")
     return run_script("uppy_browser.mjs", {"page": page, "files": [str(f) for f in files], "chromium": str(CHROMIUM),
                                            "userDataDir": str(tmp_path / "chromium-profile")}, timeout=180)
 
 
-def test_uppy_uploads_several_files_across_origins(
+def test_uppy_uploads_several_files_across_origins_with_a_bearer_token(
     page_origin: str, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = server_factory("--cors-origins", page_origin)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{TOKEN} browser-user\n")
+    server = server_factory("--cors-origins", page_origin, "--tokens", str(tokens))
     files = _files(tmp_path)
-    answer = _run_uppy(page_origin, server, list(files), tmp_path)
+    answer = _run_uppy(page_origin, server, list(files), tmp_path, token=TOKEN)
 
     assert answer["status"] == "done", answer
     result = answer["result"]
@@ -87,8 +93,8 @@ def test_uppy_uploads_several_files_across_origins(
     for path, digest in files.items():
         url = uploaded[path.name]["url"]
         assert url.startswith(server.url)
-        assert stored_sha256(url) == digest
-    photo = requests.get(uploaded["photo.jpg"]["url"], timeout=10)
+        assert stored_sha256(url, AUTH) == digest
+    photo = requests.get(uploaded["photo.jpg"]["url"], headers=AUTH, timeout=10)
     assert photo.headers["Content-Type"] == "image/jpeg"  # Uppy's filetype metadata reached the server
 
 
@@ -98,6 +104,6 @@ def test_uppy_is_refused_when_the_page_origin_is_not_allowed(
     server = server_factory("--cors-origins", "http://127.0.0.1:9")
     note = tmp_path / "note.txt"
     note.write_text("not allowed from this origin\n")
-    answer = _run_uppy(page_origin, server, [note], tmp_path)
+    answer = _run_uppy(page_origin, server, [note], tmp_path, retry_delays="[]")  # a refusal is not transient
     assert answer["status"] == "failed"
     assert [item["name"] for item in answer["result"]["failed"]] == ["note.txt"]

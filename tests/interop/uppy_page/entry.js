@@ -8,7 +8,7 @@ const uppy = new Uppy({ autoProceed: false })
 uppy.use(Tus, {
   endpoint: params.get('endpoint'),
   chunkSize: Number(params.get('chunkSize') || Infinity),
-  retryDelays: [0, 300, 1000],
+  retryDelays: JSON.parse(params.get('retryDelays') || '[0, 300, 1000]'),
   headers: params.get('token') ? { Authorization: `Bearer ${params.get('token')}` } : {},
 })
 
