@@ -11,6 +11,8 @@ import pytest
 import requests
 from tus_calls import create, patch, poll, sse_events, upload
 
+from tuskit.server.auth import TokenTable
+
 from support import TUS, ServerProcess, start_server
 
 ALICE = {"Authorization": "Bearer alice-token-5d1e"}
@@ -101,8 +103,13 @@ def test_events_are_filtered_to_the_callers_uploads(server: ServerProcess) -> No
     assert alice_id not in {e["id"] for e in seen}
 
 
-def test_a_bad_tokens_file_stops_the_server_with_a_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "reason"), [
+    ("only-a-token\n", "expected 'TOKEN OWNER'"),
+    ("t1 alice\nt1 bob\n", "listed twice"),
+    ("# nothing but comments\n", "no tokens"),
+])
+def test_a_bad_tokens_file_is_refused_with_its_line(tmp_path: Path, text: str, reason: str) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text("only-a-token\n")
-    with pytest.raises(RuntimeError, match="expected 'TOKEN OWNER'"):
-        start_server(tmp_path / "data", "--tokens", str(tokens))
+    tokens.write_text(text)
+    with pytest.raises(ValueError, match=reason):
+        TokenTable.load(tokens)
