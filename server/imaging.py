@@ -69,8 +69,7 @@ def _process_open(img: Image.Image, out_dir: Path, sizes: Sequence[int], max_pix
     if fmt == "JPEG":
         img.draft("RGB", (largest, largest))  # DCT scaling: decode at 1/2..1/8 size, far cheaper
     img.load()  # decodes every byte: truncation and corruption surface here
-    oriented = ImageOps.exif_transpose(img)
-    pixels = oriented.convert("RGBA" if _has_alpha(oriented) else "RGB")
+    pixels = _displayable(ImageOps.exif_transpose(img))
     report = ImageReport(valid=True, width=width, height=height, format=fmt)
     for size in sorted(sizes, reverse=True):
         thumb = pixels.copy()
@@ -78,6 +77,13 @@ def _process_open(img: Image.Image, out_dir: Path, sizes: Sequence[int], max_pix
         _save_atomically(thumb, out_dir / thumbnail_name(size))
         report.thumbnails[str(size)] = thumbnail_name(size)
     return report
+
+
+def _displayable(img: Image.Image) -> Image.Image:
+    """RGB or RGBA, as WebP wants; 16-bit greyscale is scaled to 8 bits (a plain convert clips it white)."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        img = img.convert("I").point(lambda v: v / 256).convert("L")
+    return img.convert("RGBA" if _has_alpha(img) else "RGB")
 
 
 def _has_alpha(img: Image.Image) -> bool:

@@ -92,6 +92,13 @@ def test_type_comes_from_content_not_the_filename(server: ServerProcess, make: C
         assert thumb.mode == "RGBA" and thumb.getpixel((10, 10))[3] == 128  # transparency survives
 
 
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(server: ServerProcess) -> None:
+    url = upload(server.url, encode(Image.new("I;16", (100, 100), 30000), "PNG"))  # 30000/65535: mid grey
+    processed_info(url)
+    grey = thumbnail(url, 64).convert("L").getpixel((10, 10))
+    assert 100 < grey < 140
+
+
 def test_small_image_is_not_upscaled(server: ServerProcess) -> None:
     url = upload(server.url, encode(Image.new("RGB", (40, 30), "white"), "PNG"))
     processed_info(url)
