@@ -150,7 +150,7 @@ class Engine:
         if self._started:
             return
         self._started = True
-        for row in self.journal.current_rows(self._server, ACTIVE):
+        for row in self._rows(ACTIVE):
             self.journal.update(row.id, state=QUEUED)
             self._queue.put(row.id)
         with self._stab_cond:
@@ -203,6 +203,10 @@ class Engine:
             if path == str(root) or path.startswith(str(root) + os.sep):
                 return root
         return None
+
+    def _rows(self, states: Iterable[str]) -> list[Version]:
+        """Current versions in `states` under the configured roots (the journal may know other folders)."""
+        return [r for r in self.journal.current_rows(self._server, states) if self._root_of(r.path) is not None]
 
     def _watch(self, root: Path) -> None:
         watcher = FolderWatcher(root, self._on_file, lambda folder: self._spawn("scan", lambda: self._scan(folder)),
@@ -486,7 +490,7 @@ class Engine:
         with self._lock:
             if path is None:
                 self._paused_all = False
-                rows = self.journal.current_rows(self._server, [PAUSED])
+                rows = self._rows([PAUSED])
             else:
                 row = self.journal.current(self._server, path)
                 rows = [row] if row is not None and row.state == PAUSED else []
@@ -501,7 +505,7 @@ class Engine:
     def retry_failed(self) -> int:
         """Give every failed file a fresh set of attempts; returns how many were queued."""
         with self._lock:
-            rows = self.journal.current_rows(self._server, [FAILED])
+            rows = self._rows([FAILED])
             for row in rows:
                 self.journal.update(row.id, state=QUEUED, attempts=0, restarts=0, error=None)
                 self._queue.put(row.id)
@@ -545,7 +549,7 @@ class Engine:
         with self._lock:
             live = {job: a.sent for job, a in self._attempts.items()}
         return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
-                for r in self.journal.current_rows(self._server, STATES)]
+                for r in self._rows(STATES)]
 
     @property
     def paused_all(self) -> bool:

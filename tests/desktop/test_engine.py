@@ -150,3 +150,30 @@ def test_folder_moved_in_and_root_added_later_are_scanned(tmp_path: Path, tus_se
         engine.add_root(second)
         wanted = {str(root / "album" / "one.jpg"), str(root / "album" / "two.jpg"), str(second / "three.jpg")}
         wait_for(lambda: {d.path for d in rec.of(ev.Done)} == wanted, what="the moved-in and added files")
+
+
+def test_polling_observer_and_coalesced_progress(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _root(tmp_path)
+    cfg = config(tmp_path, root, tus_server.url, poll=True, chunk_size=256 * KiB, bandwidth_limit=4 * MiB)
+    with running(cfg) as (engine, rec):
+        assert engine.wait_idle(30)
+        f = root / "polled.bin"
+        f.write_bytes(os.urandom(3 * MiB))
+        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the polled file")
+    assert remote_sha256(done.url) == _sha(f)
+    progress = rec.of(ev.Progress, str(f))
+    assert 0 < len(progress) < 12  # 12 blocks of 256 KiB went out over >= 0.75 s: one event per 0.25 s at most
+    assert [p.sent for p in progress] == sorted(p.sent for p in progress)
+    assert all(p.size == 3 * MiB and p.bytes_per_second > 0 for p in progress)
+
+
+def test_a_journal_shared_by_two_folders_shows_each_only_its_own(tmp_path: Path, tus_server: ServerProcess) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "a.txt").write_bytes(b"a")
+    (second / "b.txt").write_bytes(b"b")
+    for root in (first, second):
+        with running(config(tmp_path, root, tus_server.url, watch=False, quiet_seconds=0.1)) as (engine, _):
+            assert engine.wait_idle(30)
+            assert [Path(s.path).parent for s in engine.snapshot()] == [root]

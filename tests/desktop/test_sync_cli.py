@@ -119,11 +119,12 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
     root.mkdir()
     big = root / "big.bin"
     digest = hashlib.sha256()
+    pattern = bytearray(os.urandom(8 * MiB))
     with open(big, "wb") as out:
-        for _ in range(size // (8 * MiB)):
-            block = os.urandom(8 * MiB)
-            digest.update(block)
-            out.write(block)
+        for i in range(size // (8 * MiB)):
+            pattern[:8] = i.to_bytes(8, "big")  # every block differs; urandom for 200 MB would be slow
+            digest.update(pattern)
+            out.write(pattern)
     os.utime(big, (time.time() - 60, time.time() - 60))
     args = [sys.executable, "-m", "tuskit", "sync", str(root), "--server", counting_proxy.url(tus_server.url),
             "--once", "--journal", str(tmp_path / "j.db")]
