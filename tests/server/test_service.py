@@ -1,0 +1,243 @@
+"""The state machine without HTTP: UploadService, StateStore and Locker on a real Redis and a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from tuskit import protocol
+from tuskit.errors import TusError
+from tuskit.server.digests import RunningDigests
+from tuskit.server.events import EventBus
+from tuskit.server.locks import Locker
+from tuskit.server.service import ServiceConfig, UploadService
+from tuskit.server.state import ACTIVE, DONE, FAILED, OffsetConflict, StateStore
+from tuskit.server.storage import FileStore
+
+Scenario = Callable[[UploadService], Awaitable[None]]
+
+
+@pytest.fixture
+def run(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """Run a scenario against a fresh service (small flush and checkpoint sizes, short lock waits)."""
+    executor = ThreadPoolExecutor(4)
+
+    def go(scenario: Scenario, **config: Any) -> None:
+        async def main() -> None:
+            client = aioredis.from_url(redis_url)
+            locker = Locker(client, wait_seconds=0.5)
+            await locker.start()
+            service = UploadService(
+                StateStore(client), FileStore(tmp_path), locker, EventBus(client), executor,
+                ServiceConfig(**{"flush_bytes": 1024, "checkpoint_bytes": 4096, **config}))
+            try:
+                await scenario(service)
+            finally:
+                await service.drain()
+                await locker.stop()
+                await client.aclose()
+
+        asyncio.run(main())
+
+    yield go
+    executor.shutdown()
+
+
+async def _create(service: UploadService, length: int | None, **metadata: bytes) -> Any:
+    return await service.create(length=length, metadata=dict(metadata), concat=None, owner="")
+
+
+async def _append(service: UploadService, upload_id: str, offset: int, pieces: list[bytes],
+                  checksum: tuple[str, bytes] | None = None) -> Any:
+    upload = await service.get(upload_id, "")
+    lease = await service.lock(upload_id)
+    try:
+        session = await service.open_append(upload, lease, offset, new_length=None, body_length=None,
+                                            checksum=checksum, checksum_in_trailer=False)
+        for piece in pieces:
+            await session.write(piece)
+        return await session.finish()
+    finally:
+        await lease.release()
+
+
+def test_offset_is_checkpointed_during_a_long_patch(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 64 * 1024)
+        lease = await service.lock(upload.id)
+        session = await service.open_append(upload, lease, 0, new_length=None, body_length=None, checksum=None,
+                                            checksum_in_trailer=False)
+        for _ in range(20):
+            await session.write(b"x" * 1000)
+        # no finish yet: a crash now would keep what the checkpoints recorded
+        recorded = (await service.state.get(upload.id)).offset
+        assert 8192 <= recorded <= 20_000
+        saved = await session.abort("test ends the body")
+        assert saved == 20_000
+        await lease.release()
+        assert (await service.state.get(upload.id)).offset == 20_000
+
+    run(scenario)
+
+
+def test_chunk_with_checksum_records_nothing_until_verified(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 64 * 1024)
+        body = b"y" * 20_000
+        with pytest.raises(TusError) as caught:
+            await _append(service, upload.id, 0, [body], ("sha1", hashlib.sha1(b"other").digest()))
+        assert caught.value.status == 460
+        assert (await service.state.get(upload.id)).offset == 0
+        done = await _append(service, upload.id, 0, [body], ("sha1", hashlib.sha1(body).digest()))
+        assert done.offset == 20_000
+
+    run(scenario)
+
+
+def test_declared_sha256_verified_with_a_rebuilt_hash(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        body = bytes(range(256)) * 100
+        declared = hashlib.sha256(body).hexdigest().encode()
+        upload = await _create(service, len(body), sha256=declared)
+        await _append(service, upload.id, 0, [body[:10_000]])
+        service.digests = RunningDigests()  # as if another process took over: the running hash is gone
+        done = await _append(service, upload.id, 10_000, [body[10_000:]])
+        assert (done.status, done.sha256) == (DONE, declared.decode())
+        stored = await service.state.get(upload.id)
+        assert stored.status == DONE and stored.sha256 == declared.decode()
+
+    run(scenario)
+
+
+def test_mismatched_sha256_fails_the_upload_for_good(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 3, sha256=hashlib.sha256(b"abd").hexdigest().encode())
+        with pytest.raises(TusError) as caught:
+            await _append(service, upload.id, 0, [b"abc"])
+        assert caught.value.status == 460
+        assert (await service.state.get(upload.id)).status == FAILED
+        assert not service.store.path(upload.id).exists()
+        with pytest.raises(TusError) as gone:
+            await service.get(upload.id, "")
+        assert gone.value.status == 410 and "sha256" in gone.value.message
+
+    run(scenario)
+
+
+def test_overrun_keeps_exactly_the_declared_bytes_and_completes(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 2500)
+        with pytest.raises(TusError) as caught:
+            await _append(service, upload.id, 0, [b"a" * 1000, b"b" * 1000, b"c" * 1000])
+        assert caught.value.status == 413
+        stored = await service.state.get(upload.id)
+        assert (stored.offset, stored.status) == (2500, DONE)
+        assert service.store.path(upload.id).read_bytes() == b"a" * 1000 + b"b" * 1000 + b"c" * 500
+
+    run(scenario)
+
+
+def test_settle_pending_publishes_an_upload_left_complete_but_active(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 4, sha256=hashlib.sha256(b"done").hexdigest().encode())
+        service.store.path(upload.id).write_bytes(b"done")
+        await service.state.advance(upload.id, 0, 4, None)  # a process died right after this
+        current = await service.get(upload.id, "")
+        assert current.status == ACTIVE
+        settled = await service.settle_pending(current)
+        assert settled.status == DONE
+        assert (await service.state.get(upload.id)).status == DONE
+
+    run(scenario)
+
+
+def test_deferred_length_is_fixed_once(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, None)
+        assert await service.state.set_length(upload.id, 10)
+        assert await service.state.set_length(upload.id, 10)
+        assert not await service.state.set_length(upload.id, 11)
+        assert (await service.state.get(upload.id)).length == 10
+
+    run(scenario)
+
+
+def test_offset_compare_and_set(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 10)
+        await service.state.advance(upload.id, 0, 5, None)
+        with pytest.raises(OffsetConflict):
+            await service.state.advance(upload.id, 0, 7, None)  # a second writer that started at 0
+        assert (await service.state.get(upload.id)).offset == 5
+        assert await service.state.settle(upload.id, DONE)
+        assert not await service.state.settle(upload.id, FAILED)  # exactly once
+        with pytest.raises(OffsetConflict):
+            await service.state.advance(upload.id, 5, 10, None)  # no longer active
+
+    run(scenario)
+
+
+def test_lease_is_exclusive_and_a_holder_is_asked_to_let_go(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 10)
+        held = await service.lock(upload.id)
+        asked = asyncio.Event()
+        held.when_asked_to_release(asked.set)
+        with pytest.raises(TusError) as caught:
+            await service.lock(upload.id)  # the holder ignores the request: 423 after the wait
+        assert caught.value.status == 423
+        assert asked.is_set()
+
+        async def let_go_when_asked() -> None:
+            await asked.wait()
+            await held.release()
+
+        asked.clear()
+        helper = asyncio.create_task(let_go_when_asked())
+        taken = await service.lock(upload.id)
+        await helper
+        await taken.release()
+
+    run(scenario)
+
+
+def test_a_release_request_before_the_holder_listens_is_not_lost(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 10)
+        held = await service.lock(upload.id)
+        with pytest.raises(TusError):
+            await service.lock(upload.id)
+        called: list[bool] = []
+        held.when_asked_to_release(lambda: called.append(True))
+        assert called == [True]
+        await held.release()
+
+    run(scenario)
+
+
+def test_metadata_stored_canonically(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 1, name=b"a.txt")
+        assert protocol.parse_metadata((await service.state.get(upload.id)).metadata) == {"name": b"a.txt"}
+
+    run(scenario)
+
+
+def test_running_digests_only_match_their_offset() -> None:
+    digests = RunningDigests(capacity=2)
+    h = hashlib.sha256(b"abc")
+    digests.put("u1", 3, h)
+    assert digests.take("u1", 4) is None  # bytes it did not see: rebuild instead
+    digests.put("u1", 3, h)
+    assert digests.take("u1", 3) is h
+    assert digests.take("u1", 3) is None  # taken: its taker feeds it now
+    for name in ("a", "b", "c"):
+        digests.put(name, 1, hashlib.sha256(b"x"))
+    assert digests.take("a", 1) is None  # least recently used went first
