@@ -71,6 +71,7 @@ class EventFeed:
 
     async def _tail(self) -> None:
         last = ""
+        failing = False
         while True:
             try:
                 if not last:  # start after the newest entry, by ID: "$" on every call would skip events
@@ -78,9 +79,14 @@ class EventFeed:
                     last = newest[0][0].decode() if newest else "0-0"
                 reply = await self.redis.xread({STREAM_KEY: last}, block=5000, count=REPLAY_PAGE)
             except (RedisError, OSError) as exc:
-                log.warning("event stream unavailable (%s); retrying", exc)
+                if not failing:  # one line per outage, not one per second
+                    log.warning("event stream unavailable (%s); retrying every second", exc)
+                failing = True
                 await asyncio.sleep(1)
                 continue
+            if failing:
+                log.info("event stream available again")
+                failing = False
             for _stream, entries in reply or []:
                 for entry in _decode(entries):
                     last = entry[0]
