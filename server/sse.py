@@ -74,9 +74,13 @@ class EventFeed:
         failing = False
         while True:
             try:
-                if not last:  # start after the newest entry, by ID: "$" on every call would skip events
+                if not last or failing:
                     newest = await self.redis.xrevrange(STREAM_KEY, count=1)
-                    last = newest[0][0].decode() if newest else "0-0"
+                    newest_id = newest[0][0].decode() if newest else "0-0"
+                    if not last:  # start after the newest entry, by ID: "$" on every call would skip events
+                        last = newest_id
+                    elif _order(newest_id) < _order(last):  # redis came back without our history
+                        last = "0-0"
                 reply = await self.redis.xread({STREAM_KEY: last}, block=5000, count=REPLAY_PAGE)
             except (RedisError, OSError) as exc:
                 if not failing:  # one line per outage, not one per second
