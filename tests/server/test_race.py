@@ -125,3 +125,19 @@ def test_two_writers_racing_from_the_same_offset_never_mix_bytes(tus_server: Ser
         assert kept == bodies[owner][:offset]
         assert patch_upload(url, offset, bodies[owner][offset:]).status_code == 204
         assert requests.get(url, timeout=30).content == bodies[owner]
+
+
+def test_delete_during_a_streaming_patch_terminates_the_upload(tus_server: ServerProcess) -> None:
+    body = b"d" * SIZE
+    url = create_upload(tus_server.url, SIZE).headers["Location"]
+    stored = _stored(tus_server, url)
+    stale = _stall_after(url, body, SIZE // 2, stored)
+    try:
+        deleted = requests.delete(url, headers=TUS, timeout=30)
+        assert deleted.status_code == 204
+        stale.settimeout(10)
+        assert stale.recv(1024) == b""
+    finally:
+        stale.close()
+    assert requests.head(url, headers=TUS, timeout=30).status_code == 410
+    assert not stored.exists()
