@@ -45,11 +45,20 @@ class Lease:
         self._on_release_request: Callable[[], None] | None = None
         self._asked = False  # a release request came before anyone listened for it
         self._renewer: asyncio.Task[None] | None = None
+        self._first_renewal: asyncio.TimerHandle | None = None
+
+    def _schedule_renewal(self) -> None:
+        """Most leases (small PATCHes, HEADs) end before a renewal is due: a timer costs far less than a task."""
+        self._first_renewal = asyncio.get_running_loop().call_later(self._renew_interval(), self._start_renewing)
+
+    def _renew_interval(self) -> float:
+        return self.locker.ttl_ms / 3000
+
+    def _start_renewing(self) -> None:
+        self._renewer = asyncio.create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:
-        interval = self.locker.ttl_ms / 3000
         while True:
-            await asyncio.sleep(interval)
             try:
                 ok = await self.locker._renew(keys=[_LOCK + self.upload_id], args=[self.token, self.locker.ttl_ms])
             except aioredis.RedisError as exc:
@@ -60,6 +69,7 @@ class Lease:
                 log.warning("lost the lease on %s; its writer stops", self.upload_id)
                 self._ask_to_stop()
                 return
+            await asyncio.sleep(self._renew_interval())
 
     def when_asked_to_release(self, callback: Callable[[], None]) -> None:
         """Call `callback` when another request wants this upload, at once if one already asked: a request
@@ -75,6 +85,8 @@ class Lease:
 
     async def release(self) -> None:
         self.locker._held.pop(self.upload_id, None)
+        if self._first_renewal is not None:
+            self._first_renewal.cancel()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,7 +165,7 @@ class Locker:
             if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms):
                 lease = Lease(self, upload_id, token)
                 self._held[upload_id] = lease
-                lease._renewer = asyncio.create_task(lease._renew_forever())
+                lease._schedule_renewal()
                 return lease
             if time.monotonic() >= next_ask:
                 if next_ask == 0.0:
