@@ -23,7 +23,7 @@ from tuskit.server.context import ServerContext
 from tuskit.server.events import EventBus
 from tuskit.server.handlers import NotFoundHandler, TusHandler
 from tuskit.server.http_base import log_request
-from tuskit.server.info_handlers import InfoHandler, ThumbnailHandler
+from tuskit.server.info_handlers import InfoHandler, LinkHandler, ThumbnailHandler
 from tuskit.server.locks import Locker
 from tuskit.server.ops_handlers import HealthHandler, MetricsHandler
 from tuskit.server.postprocess import PostProcessor, background_thread
@@ -52,6 +52,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
             (r"/events", EventsHandler),
             (rf"{base}{upload}/info", InfoHandler),
             (rf"{base}{upload}/thumbnail", ThumbnailHandler),
+            (rf"{base}{upload}/link", LinkHandler),
             (rf"{base}([^/]*)", TusHandler),
             (rf"{base[:-1]}()", TusHandler),
         ],

@@ -43,6 +43,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 class BaseHandler(tornado.web.RequestHandler):
     public = False  # True: no token and no rate limit (health checks from load balancers)
     metered = True  # False: not counted against the rate limit (scrapes must not be starved by uploads)
+    signed_reads = True  # a signed link for the upload in the path may stand in for a token on GET
     # set by TusHandler while it streams a body; here so body pacing can keep the idle watchdog fed
     last_data: float = 0.0
     stopping: asyncio.Future[None] | None = None
@@ -136,7 +137,8 @@ class BaseHandler(tornado.web.RequestHandler):
         """The upload a signed link grants this GET (403 if the link was tampered with or expired)."""
         signature = self.get_query_argument(signing.SIGNATURE_ARG, None)
         upload_id = self.path_args[0] if self.path_args else None
-        if signature is None or self.request.method != "GET" or not upload_id or not ids.is_valid(upload_id):
+        if (signature is None or not self.signed_reads or self.request.method != "GET" or not upload_id
+                or not ids.is_valid(upload_id)):
             return None
         signing.check(self.ctx.signing_secret, upload_id, self.get_query_argument(signing.EXPIRES_ARG, ""),
                       signature, time.time())

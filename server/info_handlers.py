@@ -1,19 +1,24 @@
-"""`GET {base}{id}/info` (what arrived, as JSON) and `GET {base}{id}/thumbnail?size=N` (a WebP preview)."""
+"""`GET {base}{id}/info` (what arrived, as JSON), `GET {base}{id}/thumbnail?size=N` (a WebP preview) and
+`GET {base}{id}/link?expires=1h` (a signed download link, for the upload's owner only)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from typing import Any
 
 from tuskit import errors, protocol
+from tuskit.server import signing
 from tuskit.server.forwarded import public_origin
 from tuskit.server.http_base import BaseHandler
 from tuskit.server.imaging import thumbnail_name
 from tuskit.server.postprocess import read_report
 from tuskit.server.state import DONE, Upload
+from tuskit.settings import parse_duration
 
 PROCESSING_RETRY_SECONDS = "2"
+MAX_LINK_SECONDS = 30 * 86400
 
 
 class _UploadResource(BaseHandler):
@@ -90,3 +95,24 @@ class ThumbnailHandler(_UploadResource):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(data)
+
+
+class LinkHandler(_UploadResource):
+    signed_reads = False  # a link's holder must not mint itself longer-lived links
+
+    async def get(self, upload_id: str) -> None:
+        upload = await self._upload(upload_id)
+        if upload.status != DONE:
+            raise errors.NOT_FOUND("upload is not finished yet; only finished uploads can be shared")
+        try:
+            seconds = parse_duration(self.get_query_argument("expires", "1h"))
+        except argparse.ArgumentTypeError:
+            raise errors.BAD_REQUEST("expires must be a duration such as 30m, 1h or 7d") from None
+        if not 0 < seconds <= MAX_LINK_SECONDS:
+            raise errors.BAD_REQUEST(f"expires must be positive and at most {MAX_LINK_SECONDS // 86400} days")
+        expires = int(time.time() + seconds)
+        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
+                               self.ctx.config.behind_proxy)
+        query = signing.signed_query(self.ctx.signing_secret, upload.id, expires)
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"url": f"{origin}{self.ctx.config.base_path}{upload.id}?{query}", "expires": expires})

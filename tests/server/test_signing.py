@@ -91,3 +91,15 @@ def test_explicit_signing_secret_is_shared_by_server_and_sign(server_factory: Ca
                           "--signing-secret", "s3cret-for-links"], capture_output=True, text=True, timeout=60)
     assert requests.get(out.stdout.strip(), timeout=10).content == b"signed with a given secret"
     assert requests.get(with_query(out.stdout.strip(), signature="0" * 64), timeout=10).status_code == 403
+
+
+def test_owner_gets_a_link_from_the_server_and_a_link_cannot_mint_links(server: ServerProcess) -> None:
+    url = upload(server.url, b"shared from the app", TOKEN)
+    assert requests.get(url + "/link", timeout=10).status_code == 401
+    answer = requests.get(url + "/link", params={"expires": "10m"}, headers=TOKEN, timeout=10).json()
+    assert answer["url"].startswith(url + "?") and answer["expires"] > 0
+    assert requests.get(answer["url"], timeout=10).content == b"shared from the app"
+    query = urlsplit(answer["url"]).query
+    assert requests.get(f"{url}/link?{query}", timeout=10).status_code == 401  # no token from a link
+    for bad in ("0s", "31d", "soon"):
+        assert requests.get(url + "/link", params={"expires": bad}, headers=TOKEN, timeout=10).status_code == 400
