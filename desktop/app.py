@@ -65,12 +65,16 @@ class TuskitApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._engine_running = False
         self._backoff_toast = BackoffToast(self)
+        self._status = StatusBar(engine.config.server_url, id="status")
+        self._table = FileTable(id="files")
+        self._totals = TotalsBar(id="totals")
+        self._log = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.engine.config.server_url, id="status")
-        yield FileTable(id="files")
-        yield TotalsBar(id="totals")
-        yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
+        yield self._status
+        yield self._table
+        yield self._totals
+        yield self._log
         yield Footer()
 
     def on_mount(self) -> None:
@@ -85,12 +89,12 @@ class TuskitApp(App[int]):
         now = time.monotonic()
         self.model.load(self.engine.snapshot(), now)
         self.model.take_changes()
-        self.query_one(FileTable).rebuild(self.model, now, self.size.width)
+        self._table.rebuild(self.model, now, self.size.width)
         self._redraw_status(now)
         self.set_interval(1.0, self._tick)
 
     def on_resize(self) -> None:
-        self.query_one(FileTable).rebuild(self.model, time.monotonic(), self.size.width)
+        self._table.rebuild(self.model, time.monotonic(), self.size.width)
 
     # Engine -> UI
 
@@ -102,8 +106,14 @@ class TuskitApp(App[int]):
         if wake:
             self.post_message(EngineWoke())
 
+    def _showing(self) -> bool:
+        """False once the app is exiting: its widgets are gone, late events and ticks are dropped."""
+        return self._table.is_attached
+
     @on(EngineWoke)
     def _drain(self) -> None:
+        if not self._showing():
+            return
         with self._inbox_lock:
             events, self._inbox, self._woken = self._inbox, [], False
         now = time.monotonic()
@@ -112,9 +122,8 @@ class TuskitApp(App[int]):
         self._render_changes(self.model.take_changes(), now)
 
     def _render_changes(self, changes: Changes, now: float) -> None:
-        table = self.query_one(FileTable)
-        table.drop(changes.removed)
-        table.show(self.model, changes.rows, now)
+        self._table.drop(changes.removed)
+        self._table.show(self.model, changes.rows, now)
         for level, text in changes.log:
             self._write_log(level, text)
         for alert in changes.alerts:
@@ -127,28 +136,30 @@ class TuskitApp(App[int]):
 
     def _tick(self) -> None:
         """Each second: live speeds, ETAs and countdowns move even when no event arrives."""
+        if not self._showing():
+            return
         now = time.monotonic()
         waiting = self.model.backoff_until is not None
         self.model.tick(now)
         moving = {path for path, row in self.model.rows.items() if row.state in ("uploading", "backing-off")}
-        self.query_one(FileTable).show(self.model, moving, now)
+        self._table.show(self.model, moving, now)
         if waiting or self.model.backoff_until is not None:
             self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)
         self._redraw_status(now)
 
     def _redraw_status(self, now: float) -> None:
-        self.query_one(StatusBar).show(self.model, now)
-        self.query_one(TotalsBar).show(self.model, now, wide=self.size.width >= WIDE_FROM)
+        self._status.show(self.model, now)
+        self._totals.show(self.model, now, wide=self.size.width >= WIDE_FROM)
 
     def _write_log(self, level: str, text: str) -> None:
         line = Text(time.strftime("%H:%M:%S "), style="dim")
         line.append(text, style=LOG_STYLES.get(level, ""))
-        self.query_one(RichLog).write(line)
+        self._log.write(line)
 
     # UI -> engine
 
     def _selected(self) -> str | None:
-        path = self.query_one(FileTable).selected_path()
+        path = self._table.selected_path()
         if path is None:
             self.notify("No file selected", severity="warning", timeout=3)
         return path
@@ -202,7 +213,7 @@ class TuskitApp(App[int]):
         if screen.maximized is not None:
             screen.minimize()
         else:
-            screen.maximize(self.query_one(RichLog), container=False)
+            screen.maximize(self._log, container=False)
 
     def action_details(self) -> None:
         path = self._selected()

@@ -154,13 +154,14 @@ class DashboardModel:
         match event:
             case Queued(path=path, size=size):
                 row = self._row(path, size)
-                row.size, row.sent, row.error, row.retry_at = size, 0, None, None
+                row.size, row.sent, row.error, row.retry_at, row.attempts = size, 0, None, None, 0
                 row.state = "paused" if self.paused_all else "queued"  # the engine holds its queue meanwhile
                 changes.rows.add(path)
             case Started(path=path, size=size, offset=offset, url=url):
                 row = self._row(path, size)
                 row.size, row.sent, row.url, row.state, row.retry_at = size, offset, url, "uploading", None
                 row.bytes_per_second, row.progress_at = 0.0, now
+                row.attempts += 1  # the engine counts an attempt each time a worker takes the file
                 changes.rows.add(path)
                 resumed = f" from {offset * 100 // max(size, 1)}%" if offset else ""
                 changes.log.append(("info", f"uploading {self.display_name(path)}{resumed}"))

@@ -127,6 +127,29 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
     drive(cfg, scenario)
 
 
+def test_leaving_mid_upload_stops_the_engine_and_keeps_the_offset(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    slow = root / "slow.bin"
+    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=512 * KiB, chunk_size=64 * KiB)
+
+    def streaming(app: TuskitApp) -> bool:
+        row = app.model.rows.get(str(slow))
+        return row is not None and row.url is not None and row.sent > 256 * KiB
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        slow.write_bytes(b"\x33" * (2048 * KiB))  # above the engine's creation-with-upload size: PATCHed in chunks
+        await until(pilot, lambda: streaming(app), "chunks on their way")
+        # leaving run_test now shuts the app down while progress events are still arriving
+
+    app = drive(cfg, scenario)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("tuskit-upload")], "engine not stopped"
+    status = next(s for s in app.engine.snapshot() if s.path == str(slow))
+    assert status.state == "queued" and status.url is not None
+    assert 0 < status.sent < status.size  # the next start resumes from here
+
+
 def test_a_refused_file_is_notified_retried_and_removed(tmp_path: Path,
                                                          server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory("--max-size", "1KiB")
@@ -156,26 +179,25 @@ def test_a_refused_file_is_notified_retried_and_removed(tmp_path: Path,
 
 def test_a_rate_limited_server_gets_a_live_countdown(tmp_path: Path,
                                                      server_factory: Callable[..., ServerProcess]) -> None:
-    server = server_factory("--rate-limit", "0.25", "--rate-burst", "1")  # the PATCH after the POST: 429, 4 s
+    server = server_factory("--rate-limit", "0.25", "--rate-burst", "1")  # one request, then 429 for ~4 s
     root = tmp_path / "watched"
     root.mkdir()
-    photo = root / "photo.bin"
     cfg = config(tmp_path, root, server.url)
     seen: set[str] = set()
 
     async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
         await pilot.pause()
-        photo.write_bytes(b"p" * (8 * KiB))
+        for n in range(3):  # even one request per file (creation-with-upload) is more than the bucket holds
+            (root / f"photo{n}.bin").write_bytes(b"p" * (8 * KiB))
 
         def countdown_moved() -> bool:
             seen.update(t for t in toasts(app) if "All uploads resume in" in t)
             return len(seen) >= 2
 
         await until(pilot, countdown_moved, "a countdown toast whose seconds change")
-        assert app.model.connection == "rate-limited"
-        status = str(app.query_one(StatusBar).render())
-        assert "rate-limited" in status and " s)" in status
-        assert any("server asked to wait" in line.text for line in app.query_one(RichLog).lines)
+        assert " s)" in str(app.query_one(StatusBar).render())  # the header counts down too
+        log = "\n".join(line.text for line in app.query_one(RichLog).lines)
+        assert "server rate-limited" in log and "server asked to wait" in log
 
     drive(cfg, scenario)
 

@@ -38,7 +38,7 @@ def test_an_upload_moves_from_queued_to_done_and_a_batch_touches_each_row_once()
     changes = model.take_changes()
     assert changes.rows == {A}
     row = model.rows[A]
-    assert (row.state, row.sent, row.fraction, row.url) == ("uploading", 600, 0.6, "http://s/files/1")
+    assert (row.state, row.sent, row.fraction, row.url, row.attempts) == ("uploading", 600, 0.6, "http://s/files/1", 1)
     assert row.eta(100.0) == 400 / 250.0
     assert [text for _, text in changes.log] == ["uploading a.jpg"]
     assert model.connection == "online"
@@ -115,6 +115,10 @@ def test_pause_all_spares_finished_files_and_resume_requeues_paused_ones() -> No
 
     model.apply(Paused(A), 100.0)
     assert model.rows[A].state == "paused" and not model.paused_all
+
+    model.apply(Paused(None), 100.0)
+    model.apply(Queued(str(ROOT / "new.jpg"), 5), 100.0)  # the engine holds new files while everything waits
+    assert model.rows[str(ROOT / "new.jpg")].state == "paused"
 
 
 def test_removed_rows_disappear() -> None:
