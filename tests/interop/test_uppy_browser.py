@@ -86,6 +86,7 @@ def test_uppy_uploads_several_files_across_origins_with_a_bearer_token(
     answer = _run_uppy(page_origin, server, list(files), tmp_path, token=TOKEN)
 
     assert answer["status"] == "done", answer
+    assert not [line for line in answer["console"] if "CORS" in line]
     result = answer["result"]
     assert result["failed"] == []
     uploaded = {item["name"]: item for item in result["successful"]}
@@ -107,3 +108,4 @@ def test_uppy_is_refused_when_the_page_origin_is_not_allowed(
     answer = _run_uppy(page_origin, server, [note], tmp_path, retry_delays="[]")  # a refusal is not transient
     assert answer["status"] == "failed"
     assert [item["name"] for item in answer["result"]["failed"]] == ["note.txt"]
+    assert any("blocked by CORS policy" in line for line in answer["console"]), answer["console"]
