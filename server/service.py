@@ -247,7 +247,10 @@ class UploadService:
     # ---- concatenation ---------------------------------------------------------------------------
 
     async def _merge_finals_of(self, partial_id: str) -> None:
-        for final_id in await self.state.finals_of(partial_id):
+        await self._merge_finals(await self.state.finals_of(partial_id))
+
+    async def _merge_finals(self, final_ids: list[str]) -> None:
+        for final_id in final_ids:
             try:
                 await self._try_merge(final_id)
             except errors.TusError as exc:
@@ -267,6 +270,14 @@ class UploadService:
         if final is None or final.status != ACTIVE:
             return None
         parts = await self.state.get_many(list(final.parts))
+        gone = [part_id for part_id, p in zip(final.parts, parts, strict=True)
+                if p is None or p.status not in (ACTIVE, DONE)]
+        if gone:  # it can never complete: say so instead of waiting until it expires
+            reason = f"partial upload {gone[0]} is gone, so this final upload cannot be completed"
+            await self.state.bury(final_id, TERMINATED, reason)
+            await self._io(self.store.delete, final_id)
+            await self.events.emit(ev.TERMINATED, final_id, final.owner, reason=reason)
+            raise errors.GONE(reason)
         if any(p is None or p.status != DONE or p.length is None for p in parts):
             return None
         lengths = [(p.id, p.length) for p in parts if p is not None and p.length is not None]
@@ -297,10 +308,13 @@ class UploadService:
     # ---- termination and expiry ------------------------------------------------------------------
 
     async def terminate(self, upload: Upload) -> None:
+        finals = await self.state.finals_of(upload.id) if upload.concat == "partial" else []
         await self._io(self.store.delete, upload.id)
         await self.state.bury(upload.id, TERMINATED, _GONE_REASONS[TERMINATED])
         self.digests.forget(upload.id)
         await self.events.emit(ev.TERMINATED, upload.id, upload.owner)
+        if finals:  # they wait for this partial in vain: end them now
+            self._spawn(self._merge_finals(finals))
 
     async def sweep(self, now: float | None = None) -> int:
         """Delete unfinished uploads whose expiry passed; returns how many went."""

@@ -135,3 +135,16 @@ def test_final_with_a_length_is_400(tus_server: ServerProcess) -> None:
     response = requests.post(tus_server.url, timeout=30,
                              headers={**TUS, "Upload-Concat": f"final;{part}", "Upload-Length": "2"})
     assert response.status_code == 400
+
+
+def test_final_whose_partial_is_terminated_fails_instead_of_waiting_forever(tus_server: ServerProcess) -> None:
+    kept, dropped = _partial(tus_server, 2, b"ab"), _partial(tus_server, 2)
+    url = _final(tus_server, [kept, dropped]).headers["Location"]
+    assert requests.delete(dropped, headers=TUS, timeout=30).status_code == 204
+    deadline = time.monotonic() + 20
+    while (head := _head(url)).status_code == 200:
+        assert time.monotonic() < deadline, "final kept waiting for a partial that is gone"
+        time.sleep(0.05)
+    assert head.status_code == 410
+    gone = requests.get(url, timeout=30)
+    assert gone.status_code == 410 and dropped.rsplit("/", 1)[1] in gone.text
