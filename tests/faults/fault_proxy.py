@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _READ = 64 * 1024
@@ -74,13 +72,6 @@ class FaultProxy:
         """Play `kind` on the next accepted connection after `after` client bytes."""
         with self._lock:
             self._next_fault = Fault(kind, after)
-
-    def wait(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError("fault proxy: condition not reached")
-            time.sleep(0.01)
 
     # ---- the loop thread -------------------------------------------------------------------------
 

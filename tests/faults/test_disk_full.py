@@ -15,7 +15,7 @@ import pytest
 from faults import tus_ops
 from faults.tus_ops import Source
 
-from support import ServerProcess, stored_sha256
+from support import ServerProcess, patch_upload, stored_sha256
 
 MIB = 1024 * 1024
 
@@ -43,12 +43,12 @@ def test_disk_full_answers_507_keeps_the_offset_and_recovers(
     source = Source(os.urandom(4 * MIB))
     url = tus_ops.create(server.url, source)
 
-    first = tus_ops.patch(url, 0, source.body)
+    first = patch_upload(url, 0, source.body)
     assert first.status_code == 507, first.text
     kept = tus_ops.offset(url)
     assert kept < 2 * MIB  # never more than the free space could hold
 
-    again = tus_ops.patch(url, kept, source.body[kept:])
+    again = patch_upload(url, kept, source.body[kept:])
     assert again.status_code == 507
     assert tus_ops.offset(url) == kept  # a PATCH that stored nothing moved nothing
 

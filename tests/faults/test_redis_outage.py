@@ -17,7 +17,7 @@ from faults import tus_ops
 from faults.redis_process import RedisProcess
 from faults.tus_ops import Source
 
-from support import TUS, ServerProcess, stored_sha256
+from support import TUS, ServerProcess, patch_upload, raw_connect, stored_sha256
 
 MIB = 1024 * 1024
 
@@ -54,25 +54,25 @@ def test_redis_stopped_and_started_mid_upload(
     server = server_factory("--redis-url", own_redis.url)
     source = Source(os.urandom(3 * MIB))
     url = tus_ops.create(server.url, source)
-    assert tus_ops.patch(url, 0, source.body[:MIB]).status_code == 204
+    assert patch_upload(url, 0, source.body[:MIB]).status_code == 204
 
     # A PATCH is streaming when Redis goes away; its offset cannot be recorded, so it is refused.
     rest = source.body[MIB:]
-    sock = tus_ops.open_raw(url)
+    sock = raw_connect(url)
     try:
         sock.sendall(tus_ops.patch_head(url, MIB, len(rest)) + rest[: len(rest) // 2])
         own_redis.stop()
         sock.sendall(rest[len(rest) // 2:])
-        response = tus_ops.read_response(sock)
+        response = tus_ops.answer(sock)
     finally:
         sock.close()
-    assert tus_ops.status_of(response) == 503
-    assert int(tus_ops.header_of(response, "Retry-After") or 0) > 0
+    assert response is not None and response.status == 503
+    assert int(response.headers["Retry-After"]) > 0
 
     # Requests while Redis is down: retryable, with Retry-After (a failed HEAD is 423: tus-js-client retries
     # a 423, while it would restart from zero after a 5xx HEAD).
     _retryable(requests.post(server.url, headers={**TUS, "Upload-Length": "10"}, timeout=30), 503)
-    _retryable(tus_ops.patch(url, MIB, rest), 503)
+    _retryable(patch_upload(url, MIB, rest), 503)
     _retryable(requests.head(url, headers=TUS, timeout=30), 423, 503)
     assert server.proc.poll() is None
 
@@ -80,6 +80,6 @@ def test_redis_stopped_and_started_mid_upload(
     head = _head_when_back(url)
     at = int(head.headers["Upload-Offset"])
     assert at == MIB  # the refused PATCH recorded nothing; the bytes before it are all there
-    done = tus_ops.patch(url, at, source.body[at:])
+    done = patch_upload(url, at, source.body[at:])
     assert done.status_code == 204, done.text
     assert stored_sha256(url) == source.sha256

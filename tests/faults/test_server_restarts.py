@@ -10,26 +10,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 from faults import tus_ops
 from faults.tus_ops import Source
+from tus_calls import poll
 
-from support import TUS, ServerProcess, start_server, stored_sha256
+from support import TUS, ServerProcess, patch_upload, raw_connect, start_server, stored_sha256
 
 MIB = 1024 * 1024
-
-
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _on(server: ServerProcess, upload_url: str) -> str:
@@ -45,18 +36,18 @@ def test_sigterm_mid_patch_answers_503_keeps_bytes_and_resumes_after_restart(
     url = tus_ops.create(server.url, source)
     stored = server.data_dir / "uploads" / url.rsplit("/", 1)[1]
     sent = 3 * MIB // 2
-    sock = tus_ops.open_raw(url)
+    sock = raw_connect(url)
     try:
         sock.sendall(tus_ops.patch_head(url, 0, len(source.body)) + source.body[:sent])
-        _wait_until(lambda: stored.stat().st_size > 0, "the first bytes to reach the disk")
+        poll(lambda: stored.stat().st_size > 0)  # the first bytes reached the disk
         on_disk = stored.stat().st_size
         server.proc.send_signal(signal.SIGTERM)
-        response = tus_ops.read_response(sock)
+        response = tus_ops.answer(sock)
     finally:
         sock.close()
-    assert tus_ops.status_of(response) == 503
-    assert int(tus_ops.header_of(response, "Retry-After") or 0) > 0
-    saved = int(tus_ops.header_of(response, "Upload-Offset") or -1)
+    assert response is not None and response.status == 503
+    assert int(response.headers["Retry-After"]) > 0
+    saved = int(response.headers["Upload-Offset"])
     assert on_disk <= saved <= sent
     assert server.proc.wait(30) == 0
 
@@ -106,7 +97,7 @@ def _finish(server: CrashingServer, upload_id: str, source: Source) -> str | Non
         at = int(head.headers["Upload-Offset"])
         if at == len(source.body):
             return None
-        done = tus_ops.patch(url, at, source.body[at:at + CHUNK])
+        done = patch_upload(url, at, source.body[at:at + CHUNK])
         if done.status_code != 204:
             return f"PATCH {done.status_code}: {done.text.strip()}"
 
@@ -115,7 +106,7 @@ def _patch_then_crash(server: CrashingServer, upload_id: str, source: Source) ->
     """Start the first PATCH, get half its body to the server, and kill -9 the server under it."""
     url = server.url(upload_id)
     chunk = source.body[:CHUNK]
-    with tus_ops.open_raw(url) as sock:
+    with raw_connect(url) as sock:
         sock.sendall(tus_ops.patch_head(url, 0, len(chunk)) + chunk[: len(chunk) // 2])
         server.kill_and_restart()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from interop.node_runner import run_script
+from tus_calls import poll
 
 from support import TUS, ServerProcess, stored_sha256
 
@@ -40,16 +40,9 @@ def _requests_for(server: ServerProcess, upload_url: str) -> list[str]:
     """The server's request log lines for one upload, complete up to now (a marker request fences the log)."""
     marker = secrets.token_hex(8)
     requests.options(server.url, headers={"X-Request-ID": marker}, timeout=10)
-    _wait_for_line(server, marker)
+    poll(lambda: any(marker in line for line in server.output))
     upload_path = "/files/" + upload_url.rsplit("/", 1)[1]
     return [line for line in server.output if upload_path in line]
-
-
-def _wait_for_line(server: ServerProcess, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(text in line for line in server.output):
-        assert time.monotonic() < deadline, f"server never logged {text!r}"
-        time.sleep(0.02)
 
 
 def test_upload_from_a_buffer_in_chunks(tus_server: ServerProcess, tmp_path: Path) -> None:
