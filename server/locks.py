@@ -84,7 +84,8 @@ class Lease:
             self._on_release_request()
 
     async def release(self) -> None:
-        self.locker._held.pop(self.upload_id, None)
+        if self.locker._held.get(self.upload_id) is self:  # a lost lease may have a successor here
+            del self.locker._held[self.upload_id]
         if self._first_renewal is not None:
             self._first_renewal.cancel()
         if self._renewer is not None:

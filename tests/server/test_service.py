@@ -241,3 +241,20 @@ def test_running_digests_only_match_their_offset() -> None:
     for name in ("a", "b", "c"):
         digests.put(name, 1, hashlib.sha256(b"x"))
     assert digests.take("a", 1) is None  # least recently used went first
+
+
+def test_releasing_a_lost_lease_leaves_its_successor_listening(run: Callable[..., None], redis_url: str) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 10)
+        old = await service.lock(upload.id)
+        await service.locker.redis.delete("tuskit:lock:" + upload.id)  # its TTL ran out while it stalled
+        successor = await service.lock(upload.id)
+        await old.release()
+        asked: list[bool] = []
+        successor.when_asked_to_release(lambda: asked.append(True))
+        with pytest.raises(TusError):
+            await service.lock(upload.id)
+        assert asked  # the successor still hears release requests
+        await successor.release()
+
+    run(scenario)
