@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,7 @@ from faults.tus_ops import Source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import TUS, ServerProcess, patch_upload
+from support import TUS, ServerProcess, chunked_body, patch_upload, raw_connect, read_response
 
 EXAMPLES = 200
 LENGTH = 100
@@ -139,16 +137,14 @@ def send(server: ServerProcess, request: dict[str, Any]) -> int:
     pieces: list[bytes] = request["body"]
     if request["chunked"]:
         lines.append("Transfer-Encoding: chunked")
-        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
+        body = chunked_body(pieces)
     else:
         body = b"".join(pieces)
         lines.append(f"Content-Length: {len(body)}")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with raw_connect(server.url) as sock:
         with contextlib.suppress(OSError):
             sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
-        response = http.client.HTTPResponse(sock, method=request["method"])
-        response.begin()
-        return response.status
+        return read_response(sock, request["method"]).status
 
 
 def _state(url: str) -> tuple[int, tuple[str | None, ...]]:
