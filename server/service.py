@@ -366,6 +366,7 @@ class AppendSession:
         self.start = upload.offset
         self.already_complete = upload.status == DONE  # a repeated last PATCH (its 204 was lost): answer it again
         self.committed = upload.offset  # recorded in Redis
+        self.expires = upload.expires  # as recorded with the last offset (progress slides it)
         self.written = upload.offset  # on disk, by completed flushes
         self.position = upload.offset  # where the next flush writes
         self.received = 0  # body bytes accepted into this session
@@ -460,13 +461,15 @@ class AppendSession:
     async def _commit(self) -> None:
         if self.written == self.committed or self.lease.lost:
             return
+        expires = self.service._expiry()
         try:
-            await self.service.state.advance(self.upload.id, self.committed, self.written, self.service._expiry())
+            await self.service.state.advance(self.upload.id, self.committed, self.written, expires)
         except OffsetConflict as exc:
             self.error = errors.UPLOAD_LOCKED(f"offset changed under this request ({exc})")
             self.running = None
             return
         self.committed = self.written
+        self.expires = expires
 
     async def _drain(self) -> None:
         await self._flush()
@@ -508,7 +511,7 @@ class AppendSession:
             await self._commit()
             if self.error is not None:
                 raise self.error
-            upload = replace(self.upload, offset=self.committed)
+            upload = replace(self.upload, offset=self.committed, expires=self.expires)
             if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
                 upload = await self.service._complete(upload, running)

@@ -235,6 +235,17 @@ def test_upload_expires_on_post_and_patch_but_not_once_finished(server: ServerPr
     assert "Upload-Expires" not in _head(url).headers
 
 
+def test_patch_reports_the_expiry_its_progress_slid(server: ServerProcess) -> None:
+    created = create_upload(server.url, 4)
+    before = parsedate_to_datetime(created.headers["Upload-Expires"]).timestamp()
+    while time.time() < before - 24 * 3600 + 1.5:  # let the clock move past the creation's second
+        time.sleep(0.05)
+    patched = patch_upload(created.headers["Location"], 0, b"ab")
+    after = parsedate_to_datetime(patched.headers["Upload-Expires"]).timestamp()
+    assert after > before
+    assert patched.headers["Upload-Expires"] == _head(created.headers["Location"]).headers["Upload-Expires"]
+
+
 def test_head_of_a_deferred_upload_says_so(server: ServerProcess) -> None:
     url = _new(server, None)
     head = _head(url)
