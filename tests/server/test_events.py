@@ -89,7 +89,7 @@ def test_every_state_change_is_streamed_across_processes(
         assert patch(url, 100, image[100:]).status_code == 204
         upload_id = url[-32:]
         kinds = live.wait_for(upload_id, "processed")
-        assert kinds == ["created", "progress", "finished", "verified", "processed"]
+        assert kinds == ["created", "progress", "finished", "verified", "processed"], live.events
         events = {e["type"]: e for _, e in live.events if e["id"] == upload_id}
         assert events["progress"]["offset"] == 100 and events["progress"]["length"] == len(image)
         assert events["verified"]["sha256"] == hashlib.sha256(image).hexdigest()
