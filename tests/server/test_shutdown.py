@@ -66,13 +66,9 @@ def test_sigterm_saves_in_flight_bytes_and_answers_503(server_factory: Callable[
     assert hashlib.sha256(stored).digest() == hashlib.sha256(body).digest()
 
 
-def test_new_requests_during_shutdown_are_refused_not_dropped(server_factory: Callable[..., ServerProcess]) -> None:
+def test_sigterm_right_after_start_is_a_clean_stop(server_factory: Callable[..., ServerProcess]) -> None:
+    """'listening on' is printed only once SIGTERM is handled: a supervisor may stop us at once."""
     srv = server_factory()
-    # the listening socket closes at once, so a new client is refused and retries elsewhere or later
     srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(30) == 0
-    try:
-        requests.head(srv.url, headers=TUS, timeout=5)
-        raise AssertionError("a stopped server answered")
-    except requests.ConnectionError:
-        pass
+    assert any("shutting down" in line for line in srv.output)
