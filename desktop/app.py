@@ -27,7 +27,7 @@ from tuskit.desktop.widgets.add_folder import AddFolderScreen
 from tuskit.desktop.widgets.backoff_toast import BackoffToast
 from tuskit.desktop.widgets.detail import DetailScreen
 from tuskit.desktop.widgets.file_table import WIDE_FROM, FileTable
-from tuskit.desktop.widgets.model import PAUSABLE, Changes, DashboardModel
+from tuskit.desktop.widgets.model import PAUSABLE, Changes, DashboardModel, FileRow
 from tuskit.desktop.widgets.status_bar import StatusBar
 from tuskit.desktop.widgets.totals_bar import TotalsBar
 
@@ -44,9 +44,12 @@ class TuskitApp(App[int]):
     TITLE = "tuskit"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    # One key, two bindings: `check_action` enables the one that fits, so the footer says what the key does now.
     BINDINGS = [
-        Binding("space", "toggle_selected", "Pause", tooltip="Pause or resume the selected file"),
-        Binding("p", "toggle_all", "Pause all", tooltip="Pause or resume every upload"),
+        Binding("space", "pause_selected", "Pause", tooltip="Pause the selected file"),
+        Binding("space", "resume_selected", "Resume", tooltip="Resume the selected file"),
+        Binding("p", "pause_all", "Pause all", tooltip="Pause every upload"),
+        Binding("p", "resume_all", "Resume all", tooltip="Resume every upload"),
         Binding("r", "retry_failed", "Retry", tooltip="Queue every failed file again"),
         Binding("x,delete", "remove_selected", "Remove", tooltip="Drop the selected file from the queue"),
         Binding("a", "add_folder", "Add", tooltip="Watch another folder"),
@@ -69,6 +72,7 @@ class TuskitApp(App[int]):
         self._table = FileTable(id="files")
         self._totals = TotalsBar(id="totals")
         self._log = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
+        self._binding_state: tuple[bool, str | None] = (False, None)
 
     def compose(self) -> ComposeResult:
         yield self._status
@@ -133,6 +137,30 @@ class TuskitApp(App[int]):
         if changes.backoff_started:
             self._backoff_toast.start(self.model.backoff_left(now) or 0.0, self.model.backoff_reason)
         self._redraw_status(now)
+        self._update_bindings()
+
+    def _update_bindings(self) -> None:
+        """Re-label the footer only when what space and p would do changed (not on every progress batch)."""
+        row = self._selected_row()
+        state = (self.model.paused_all, None if row is None else row.state)
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Enabled (True), shown but disabled (None), or hidden (False) in the footer and the palette."""
+        row = self._selected_row()
+        state = None if row is None else row.state
+        match action:
+            case "pause_all":
+                return not self.model.paused_all
+            case "resume_all":
+                return self.model.paused_all
+            case "resume_selected":
+                return state == "paused"
+            case "pause_selected":
+                return True if state in PAUSABLE else (False if state == "paused" else None)
+        return True
 
     def _tick(self) -> None:
         """Each second: live speeds, ETAs and countdowns move even when no event arrives."""
@@ -158,29 +186,33 @@ class TuskitApp(App[int]):
 
     # UI -> engine
 
+    def _selected_row(self) -> FileRow | None:
+        path = self._table.selected_path()
+        return None if path is None else self.model.rows.get(path)
+
     def _selected(self) -> str | None:
         path = self._table.selected_path()
         if path is None:
             self.notify("No file selected", severity="warning", timeout=3)
         return path
 
-    def action_toggle_selected(self) -> None:
-        path = self._selected()
-        if path is None:
-            return
-        state = self.model.rows[path].state
-        if state == "paused":
-            self.engine.resume(path)
-        elif state in PAUSABLE:
-            self.engine.pause(path)
-        else:
-            self.notify(f"{self.model.display_name(path)} is {state}: nothing to pause", timeout=3)
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self._update_bindings()
 
-    def action_toggle_all(self) -> None:
-        if self.model.paused_all:
-            self.engine.resume()
-        else:
-            self.engine.pause()
+    def action_pause_selected(self) -> None:
+        if (path := self._selected()) is not None:
+            self.engine.pause(path)
+
+    def action_resume_selected(self) -> None:
+        if (path := self._selected()) is not None:
+            self.engine.resume(path)
+
+    def action_pause_all(self) -> None:
+        self.engine.pause()
+
+    def action_resume_all(self) -> None:
+        self.engine.resume()
 
     def action_retry_failed(self) -> None:
         count = self.engine.retry_failed()
@@ -234,7 +266,7 @@ class TuskitApp(App[int]):
         """The palette offers every binding of ours too (quit is already among Textual's own)."""
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
-            if isinstance(binding, Binding) and binding.action != "quit":
+            if isinstance(binding, Binding) and binding.action != "quit" and self.check_action(binding.action, ()):
                 yield SystemCommand(binding.tooltip, f"key: {binding.key}", self._runner(binding.action))
 
     def _runner(self, action: str) -> Callable[[], Awaitable[None]]:

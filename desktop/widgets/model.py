@@ -219,8 +219,10 @@ class DashboardModel:
                 if (state, detail) != (self.connection, self.connection_detail):
                     self.connection, self.connection_detail = state, detail
                     changes.status = True
-                    changes.log.append(("warning" if state != "online" else "info",
-                                        f"server {state}{f': {detail}' if detail else ''}"))
+                    text = f"server {state}{f': {detail}' if detail else ''}"
+                    changes.log.append(("warning" if state != "online" else "info", text))
+                    if state == "offline":  # uploads stall until it answers again: worth more than a log line
+                        changes.alerts.append(Alert(detail or "no answer", "warning", "Server offline"))
             case Notice(message=message, level=level):
                 changes.log.append((level, message))
                 if level in ("warning", "error"):

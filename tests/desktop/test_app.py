@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,11 @@ def toasts(app: TuskitApp) -> list[str]:
     return [str(toast.render()) for toast in app.screen.query("Toast")]
 
 
+def footer(app: TuskitApp) -> dict[str, str]:
+    """What each key in the footer says it does now."""
+    return {key.key: key.description for key in app.screen.query("FooterKey")}  # type: ignore[attr-defined]
+
+
 def engine_state(app: TuskitApp, path: Path) -> str | None:
     return next((s.state for s in app.engine.snapshot() if s.path == str(path)), None)
 
@@ -110,9 +116,11 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
         slow.write_bytes(b"\x5a" * (1024 * KiB))  # four seconds at the limit
         await until(pilot, lambda: has_row(app, slow) and cell(app, slow, "state") == "uploading", "upload start")
 
+        await until(pilot, lambda: footer(app).get("space") == "Pause", "the footer to offer pause")
         await pilot.press("space")
         await until(pilot, lambda: cell(app, slow, "state") == "paused", "row paused")
         assert engine_state(app, slow) == "paused"
+        await until(pilot, lambda: footer(app).get("space") == "Resume", "the footer to offer resume")
         await pilot.press("space")
         await until(pilot, lambda: engine_state(app, slow) in ("queued", "uploading"), "file resumed")
 
@@ -120,6 +128,7 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
         await until(pilot, lambda: app.engine.paused_all and app.model.paused_all, "everything paused")
         assert "paused" in str(app.query_one(StatusBar).render())
         assert cell(app, slow, "state") == "paused"
+        await until(pilot, lambda: footer(app).get("p") == "Resume all", "the footer to offer resume all")
         await pilot.press("p")
         await until(pilot, lambda: not app.engine.paused_all and not app.model.paused_all, "everything resumed")
         await until(pilot, lambda: cell(app, slow, "state") == "done", "slow.bin done after the pauses")
@@ -173,6 +182,24 @@ def test_a_refused_file_is_notified_retried_and_removed(tmp_path: Path,
         await until(pilot, lambda: not has_row(app, large), "row removed")
         assert engine_state(app, large) is None
         assert large.exists()  # removing from the queue never deletes anything
+
+    drive(cfg, scenario)
+
+
+def test_an_unreachable_server_shows_offline(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/files/"
+    root = tmp_path / "watched"
+    root.mkdir()
+    cfg = config(tmp_path, root, url)
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
+        (root / "waiting.txt").write_text("for the server\n")
+        await until(pilot, lambda: any("Server offline" in t for t in toasts(app)), "an offline toast")
+        assert "● offline" in str(app.query_one(StatusBar).render())
+        assert cell(app, root / "waiting.txt", "state") in ("queued", "backing-off")
 
     drive(cfg, scenario)
 
@@ -257,7 +284,7 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         assert app.screen.maximized is None
 
         await pilot.press("ctrl+p")
-        await pilot.press(*"resume ev")  # fuzzy: only "Pause or resume every upload"
+        await pilot.press(*"pause ev")  # fuzzy: only "Pause every upload" matches
         await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "palette hits")
         await pilot.press("enter")
         await until(pilot, lambda: app.engine.paused_all, "pause-all from the command palette")

@@ -100,7 +100,9 @@ def test_a_server_wide_wait_starts_a_countdown_that_ends_by_itself() -> None:
 def test_the_engines_connection_report_wins_over_guesses() -> None:
     model = model_with(Connection("offline", "connection refused"), Progress(A, 1, 10, 1.0))
     assert (model.connection, model.connection_detail) == ("offline", "connection refused")
-    assert model.take_changes().log[0] == ("warning", "server offline: connection refused")
+    changes = model.take_changes()
+    assert changes.log[0] == ("warning", "server offline: connection refused")
+    assert [(a.title, a.message) for a in changes.alerts] == [("Server offline", "connection refused")]
     model.apply(Connection("online"), 100.0)
     assert model.connection == "online"
 
