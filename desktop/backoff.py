@@ -38,16 +38,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 class ServerGate:
     """Holds every worker back while the server asked us to wait (429/503): one gate per server.
 
-    `close_for` only ever extends the wait, so two workers reporting the same 429 do not shorten it.
+    `close_for` only ever extends the wait, so two workers reporting the same 429 do not shorten it. When
+    the wait is over, one worker goes first (the probe) and the others wait for its answer: a server that
+    is still overloaded then sees one request, not a burst from every worker at the same instant.
     """
 
     def __init__(self) -> None:
         self._until = 0.0
+        self._probe_needed = False
+        self._prober: int | None = None
         self._cond = threading.Condition()
 
     def close_for(self, seconds: float) -> bool:
         """Extend the wait to at least `seconds` from now; True if that extended it (worth announcing)."""
         with self._cond:
+            self._probe_needed = True
             until = time.monotonic() + seconds
             if until <= self._until:
                 return False
@@ -58,10 +63,31 @@ class ServerGate:
         with self._cond:
             return max(0.0, self._until - time.monotonic())
 
-    def wait_open(self, cancelled: threading.Event, poll: float = 0.25) -> bool:
-        """Block until the gate is open; False if `cancelled` was set first (re-checks the deadline as
-        other workers may extend it while we wait)."""
-        while (left := self.remaining()) > 0:
+    def wait_open(self, cancelled: threading.Event, poll: float = 0.1) -> bool:
+        """Block until this thread may send a request; False if `cancelled` was set first."""
+        me = threading.get_ident()
+        while True:
+            with self._cond:
+                left = self._until - time.monotonic()
+                if left <= 0:
+                    if not self._probe_needed or self._prober == me:
+                        return True
+                    if self._prober is None:
+                        self._prober = me
+                        return True
+                    left = poll
             if cancelled.wait(min(left, poll)):
                 return False
-        return True
+
+    def succeeded(self) -> None:
+        """The server answered this thread normally: if it was the probe, everyone may go."""
+        with self._cond:
+            if self._prober == threading.get_ident():
+                self._prober = None
+                self._probe_needed = False
+
+    def release(self) -> None:
+        """This thread's attempt is over (whatever happened): another worker may probe."""
+        with self._cond:
+            if self._prober == threading.get_ident():
+                self._prober = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -73,6 +74,7 @@ class _Hooks:
     def started(self, url: str, offset: int) -> None:
         self.engine.journal.update(self.row.id, url=url, offset=offset)
         self.attempt.restart_clock(offset)
+        self.engine._gate.succeeded()
         self.engine._connection("online")
         self.engine._emit(ev.Started(self.row.path, self.row.size, offset, url))
 
@@ -99,7 +101,8 @@ class Engine:
         self._stab = Stabiliser(config.quiet_seconds, config.max_wait_seconds)
         self._stab_cond = threading.Condition()  # guards _stab, _handoff, _scans
         self._handoff = 0  # stable files between the stabiliser and the queue
-        self._scans = 0
+        self._scans = 0  # requested scans not finished yet
+        self._scan_requests: queue.Queue[str | None] = queue.Queue()
         self._attempts: dict[int, Attempt] = {}
         self._watchers: dict[Path, FolderWatcher] = {}
         self._threads: list[threading.Thread] = []
@@ -153,8 +156,7 @@ class Engine:
         for row in self._rows(ACTIVE):
             self.journal.update(row.id, state=QUEUED)
             self._queue.put(row.id)
-        with self._stab_cond:
-            self._scans += 1  # the startup scan counts from now, so wait_idle cannot slip in before it
+        self._request_scan(None)
         self._spawn("stabiliser", self._stabilise_loop)
         for i in range(self.config.workers):
             self._spawn(f"upload-{i}", self._work)
@@ -209,7 +211,7 @@ class Engine:
         return [r for r in self.journal.current_rows(self._server, states) if self._root_of(r.path) is not None]
 
     def _watch(self, root: Path) -> None:
-        watcher = FolderWatcher(root, self._on_file, lambda folder: self._spawn("scan", lambda: self._scan(folder)),
+        watcher = FolderWatcher(root, self._on_file, self._request_scan,
                                 self._notice, poll=self.config.poll)
         try:
             watcher.start()
@@ -243,36 +245,38 @@ class Engine:
                 with self._stab_cond:
                     self._handoff -= 1
 
+    def _request_scan(self, folder: str | None) -> None:
+        """Queue a scan of `folder` (None: every root); it counts as work from now, so wait_idle cannot
+        slip in before it runs."""
+        with self._stab_cond:
+            self._scans += 1
+        self._scan_requests.put(folder)
+
     def _scan_loop(self) -> None:
-        try:
-            self._scan_roots()
-        finally:
-            with self._stab_cond:
-                self._scans -= 1  # the startup scan was counted in start()
-        while self.config.watch and not self._stopping.wait(self.config.rescan_seconds):
-            with self._stab_cond:
-                self._scans += 1
+        """Scans requested by start, watchers (folders moved in) and add_root, and the periodic rescan."""
+        next_rescan = time.monotonic() + self.config.rescan_seconds
+        while not self._stopping.is_set():
             try:
-                self._scan_roots()
+                folder = self._scan_requests.get(timeout=_TICK)
+            except queue.Empty:
+                if self.config.watch and time.monotonic() >= next_rescan:
+                    next_rescan = time.monotonic() + self.config.rescan_seconds
+                    self._request_scan(None)
+                continue
+            try:
+                self._scan(folder)
             finally:
                 with self._stab_cond:
                     self._scans -= 1
 
-    def _scan_roots(self) -> None:
-        for root in list(self.config.roots):
-            self._scan_tree(root, root)
-
-    def _scan(self, folder: str) -> None:
-        root = self._root_of(folder)
-        if root is None or self._rules.ignores(root, Path(folder)):
+    def _scan(self, folder: str | None) -> None:
+        if folder is None:
+            for root in list(self.config.roots):
+                self._scan_tree(root, root)
             return
-        with self._stab_cond:
-            self._scans += 1
-        try:
+        root = self._root_of(folder)
+        if root is not None and not self._rules.ignores(root, Path(folder)):
             self._scan_tree(root, Path(folder))
-        finally:
-            with self._stab_cond:
-                self._scans -= 1
 
     def _scan_tree(self, root: Path, start: Path) -> None:
         """Compare the disk with the journal: files quiet for longer than the quiet period (by mtime) are
@@ -382,6 +386,7 @@ class Engine:
         except Exception as exc:
             self._after_failure(row, attempt, exc)
         finally:
+            self._gate.release()
             with self._lock:
                 self._attempts.pop(job, None)
 
@@ -540,7 +545,7 @@ class Engine:
         if self._started and not self._stopping.is_set():
             if self.config.watch:
                 self._watch(root)
-            self._spawn("scan", lambda: self._scan(str(root)))
+            self._request_scan(str(root))
 
     # ---- views -------------------------------------------------------------------------------------
 

@@ -44,6 +44,31 @@ def test_gate_only_extends_and_releases_waiters_when_open() -> None:
     assert not gate.wait_open(cancelled)
 
 
+def test_after_a_wait_one_probe_goes_first_and_the_others_follow_its_success() -> None:
+    gate = ServerGate()
+    gate.close_for(0.05)
+    never = threading.Event()
+    assert gate.wait_open(never)  # this thread is the probe
+    follower_in = threading.Event()
+    follower = threading.Thread(target=lambda: gate.wait_open(never) and follower_in.set())
+    follower.start()
+    assert not follower_in.wait(0.3)  # held while the probe's answer is pending
+    gate.succeeded()
+    assert follower_in.wait(10)
+    follower.join()
+
+
+def test_a_failed_probe_hands_over_to_the_next_worker() -> None:
+    gate = ServerGate()
+    gate.close_for(0.01)
+    never = threading.Event()
+    assert gate.wait_open(never)
+    gate.release()  # the probe's attempt ended without an answer (e.g. network error)
+    took_over = threading.Event()
+    threading.Thread(target=lambda: gate.wait_open(never) and took_over.set(), daemon=True).start()
+    assert took_over.wait(10)
+
+
 def _err(kind: str, retry_after: float | None = None) -> UploadError:
     return UploadError(kind, "reason", retry_after=retry_after)
 
