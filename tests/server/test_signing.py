@@ -76,6 +76,7 @@ def test_a_link_grants_only_the_download(server: ServerProcess) -> None:
     assert requests.delete(f"{url}?{query}", headers=TUS, timeout=10).status_code == 401
     assert requests.head(f"{url}?{query}", headers=TUS, timeout=10).status_code == 401
     assert requests.get(f"{url}/info?{query}", timeout=10).status_code == 200  # reading about it is reading it
+    assert requests.get(f"{url}/thumbnail?size=256&{query}", timeout=10).status_code == 404  # text: no thumbnail
 
 
 def test_sign_refuses_without_the_servers_secret(tmp_path: Path) -> None:
