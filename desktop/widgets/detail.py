@@ -20,7 +20,8 @@ from tuskit.desktop.widgets.thumbnail import Missing, fetch_thumbnail, looks_lik
 
 
 class DetailScreen(ModalScreen[None]):
-    """The thumbnail is fetched and decoded in a thread worker; the UI loop only mounts the result."""
+    """Live: `row` is the model's own object, redrawn each second; a file that finishes while shown gets its
+    thumbnail then. The thumbnail is fetched and decoded in a thread worker; the UI loop only mounts it."""
 
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
@@ -30,15 +31,22 @@ class DetailScreen(ModalScreen[None]):
         self.file_name = name
         self.token = token
         self._cancelled = threading.Event()
+        self._thumbnail_asked = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="detail"):
-            yield Static(self._facts(), id="detail-facts", markup=False)
+            yield Static("", id="detail-facts", markup=False)
             yield Static("", id="thumbnail", markup=False)
 
     def on_mount(self) -> None:
+        self._refresh()
+        self.set_interval(1.0, self._refresh)
+
+    def _refresh(self) -> None:
+        self.query_one("#detail-facts", Static).update(self._facts())
         row = self.row
-        if row.state == "done" and row.url and looks_like_image(row.path):
+        if not self._thumbnail_asked and row.state == "done" and row.url and looks_like_image(row.path):
+            self._thumbnail_asked = True
             self.query_one("#thumbnail", Static).update(Text("fetching thumbnail…", style="dim"))
             self.call_after_refresh(self._start_thumbnail)
 

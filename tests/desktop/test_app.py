@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import random
 import socket
 import threading
 import time
@@ -229,28 +230,32 @@ def test_a_rate_limited_server_gets_a_live_countdown(tmp_path: Path,
     drive(cfg, scenario)
 
 
-def png_bytes() -> bytes:
+def noisy_png() -> bytes:
+    """About 1 MiB that does not compress, so the upload is still running when the details open."""
     out = io.BytesIO()
-    Image.new("RGB", (300, 200), (10, 160, 60)).save(out, "PNG")
+    Image.frombytes("RGB", (600, 600), random.Random(7).randbytes(600 * 600 * 3)).save(out, "PNG")
     return out.getvalue()
 
 
-def test_the_detail_view_of_a_finished_image_shows_its_thumbnail(tmp_path: Path, tus_server: ServerProcess) -> None:
+def test_the_detail_view_follows_an_image_until_done_then_shows_its_thumbnail(
+        tmp_path: Path, tus_server: ServerProcess) -> None:
     root = tmp_path / "watched"
     root.mkdir()
-    picture = root / "green.png"
-    cfg = config(tmp_path, root, tus_server.url)
+    picture = root / "noise.png"
+    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=512 * KiB, chunk_size=128 * KiB)
 
     async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
         await pilot.pause()
-        picture.write_bytes(png_bytes())
-        await until(pilot, lambda: has_row(app, picture) and cell(app, picture, "state") == "done", "upload")
+        picture.write_bytes(noisy_png())
+        await until(pilot, lambda: has_row(app, picture) and cell(app, picture, "state") == "uploading", "upload")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, DetailScreen), "detail view")
+        facts = app.screen.query_one("#detail-facts", Static)
         thumbnail = app.screen.query_one("#thumbnail", Static)
+        assert "uploading" in str(facts.render()) and not isinstance(thumbnail.content, Pixels)
+        await until(pilot, lambda: "done" in str(facts.render()), "the details to follow the upload")
         await until(pilot, lambda: isinstance(thumbnail.content, Pixels), "thumbnail pixels")
-        facts = str(app.screen.query_one("#detail-facts", Static).render())
-        assert "green.png" in facts and "done" in facts
+        assert "noise.png" in str(facts.render())
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DetailScreen), "detail closed")
 
