@@ -117,16 +117,19 @@ class TusHandler(BaseHandler):
             raise errors.INVALID_LENGTH("Upload-Length or Upload-Defer-Length: 1 is required")
         elif length is not None and deferred:
             raise errors.INVALID_LENGTH("send Upload-Length or Upload-Defer-Length, not both")
-        with_body = self._has_body() and (concat is None or concat.kind == "partial")
+        content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
+        with_body = (self._has_body() and content_type == protocol.OFFSET_CONTENT_TYPE
+                     and (concat is None or concat.kind == "partial"))
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
+        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+        if with_body and length is not None and body_length is not None and body_length > length:
+            raise errors.LENGTH_EXCEEDED(f"a body of {body_length} bytes does not fit Upload-Length {length}")
         self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
                                                  owner=self.owner())
         self.set_header("Location", self._location(self.created.id))
-        content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
-        if not with_body or content_type != protocol.OFFSET_CONTENT_TYPE:
+        if not with_body:
             self.request.connection.set_max_body_size(64 * 1024)  # a stray body is read and ignored
             return
-        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
         self.lease = await self.service.lock(self.created.id)
         try:
             await self._open_session(self.created, 0, None, body_length, checksum)
