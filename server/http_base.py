@@ -57,6 +57,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.request_id = self.request.headers.get("X-Request-ID") or secrets.token_hex(8)
         self.failure: str | None = None
         self._owner = ""
+        self._via_link = False  # admitted by a signed link rather than a token
         self.set_header("X-Request-ID", self.request_id)
 
     def set_default_headers(self) -> None:
@@ -116,6 +117,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if signed is not None:
             upload = await self.ctx.service.state.get(signed)
             self._owner = upload.owner if upload is not None else ""
+            self._via_link = True
         elif self.ctx.tokens is not None:
             owner = self.ctx.tokens.owner_of(self.presented_token())
             if owner is None:
@@ -145,8 +147,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return upload_id
 
     def _client(self) -> str:
-        """Whose budget a request spends: its owner's with auth, its address's without."""
-        return f"owner:{self._owner}" if self._owner else f"ip:{self.request.remote_ip}"
+        """Whose budget a request spends: its owner's with a token, its address's without (and for a link's
+        holders, who must not spend the owner's budget)."""
+        return f"owner:{self._owner}" if self._owner and not self._via_link else f"ip:{self.request.remote_ip}"
 
     async def body_arrived(self, count: int) -> None:
         """Pace an upload body to the byte rate by reading the next piece later (never by refusing)."""
