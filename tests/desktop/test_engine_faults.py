@@ -143,3 +143,17 @@ def test_remove_drops_a_file_from_the_queue(tmp_path: Path, tus_server: ServerPr
         assert engine.wait_idle(30)
         assert engine.snapshot() == [] and rec.of(ev.Removed, str(f)) and not rec.of(ev.Done)
         assert f.exists()
+
+
+def test_the_servers_own_rate_limit_is_waited_out(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory("--rate-limit", "10", "--rate-burst", "4")
+    root = tmp_path / "watched"
+    root.mkdir()
+    for i in range(20):
+        (root / f"f{i}.txt").write_bytes(f"{i}".encode() * 100)
+    with running(config(tmp_path, root, server.url, watch=False, quiet_seconds=0.1)) as (engine, rec):
+        assert engine.wait_idle(120)
+        assert {s.state for s in engine.snapshot()} == {"done"} and len(engine.snapshot()) == 20
+    waits = rec.of(ev.BackingOff, None)
+    assert waits and all(w.seconds > 0 and "429" in w.reason for w in waits)
+    assert not [e for e in rec.of(ev.Failed) if e.final]
