@@ -94,16 +94,22 @@ async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
         limiter=RateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),
         feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens,
     )
+    _observe(ctx, events, locker)
+    return ctx
+
+
+def _observe(ctx: ServerContext, events: EventBus, locker: Locker) -> None:
+    """Who hears of this process's events: the metrics, and the webhook when there is one."""
     events.listeners.append(ctx.metrics.on_event)
     ctx.metrics.gauges.update({
         "tuskit_active_patches": ("Request bodies streaming into uploads right now.", lambda: len(ctx.active)),
         "tuskit_lock_waits_total": ("Lease acquisitions that found the upload locked.", lambda: locker.waits),
     })
+    config = ctx.config
     if config.hook_url:
-        ctx.hooks = HookSender(config.hook_url, service.state, ctx.metrics, config.base_path,
+        ctx.hooks = HookSender(config.hook_url, ctx.service.state, ctx.metrics, config.base_path,
                                config.hook_timeout, config.hook_retries)
         events.listeners.append(ctx.hooks.on_event)
-    return ctx
 
 
 async def _sweep_forever(ctx: ServerContext) -> None:
