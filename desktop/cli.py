@@ -104,6 +104,7 @@ def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
 def run_sync(args: argparse.Namespace) -> int:
     from tuskit.desktop.engine import Engine
     from tuskit.desktop.progress_log import ProgressLog
+    from tuskit.desktop.runlock import JournalBusy
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = Engine(_config_from_args(args, watch=not args.once))
@@ -111,7 +112,10 @@ def run_sync(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    engine.start()
+    try:
+        engine.start()
+    except JournalBusy as exc:
+        raise SystemExit(f"tuskit sync: {exc}") from None
     try:
         if args.once:
             engine.retry_failed()

@@ -25,6 +25,7 @@ from tuskit.desktop.ignore import IgnoreRules
 from tuskit.desktop.jobqueue import JobQueue
 from tuskit.desktop.journal import REMOVED, Journal, NewVersion, Version
 from tuskit.desktop.policy import decide
+from tuskit.desktop.runlock import RunLock
 from tuskit.desktop.scanner import scan
 from tuskit.desktop.stabiliser import Ready, Stabiliser, stat_file
 from tuskit.desktop.status import (
@@ -91,6 +92,7 @@ class Engine:
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
         self.journal = Journal(config.journal_path)
+        self._run_lock = RunLock(config.journal_path)
         self._server = config.server_url
         self._rules = IgnoreRules(config.ignore, config.include_hidden)
         self._listeners: list[Listener] = []
@@ -152,6 +154,7 @@ class Engine:
         """Non-blocking: re-queues unfinished work from the journal, starts watchers, scan and workers."""
         if self._started:
             return
+        self._run_lock.acquire()  # JournalBusy if another engine runs on this journal
         self._started = True
         for row in self._rows(ACTIVE):
             self.journal.update(row.id, state=QUEUED)
@@ -182,6 +185,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._run_lock.release()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """True once nothing is being stabilised, scanned, queued, uploaded or waiting out a backoff."""

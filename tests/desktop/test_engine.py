@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from engine_support import config, remote_sha256, running, state_of, wait_for
 
 from tuskit.desktop import events as ev
 from tuskit.desktop.engine import Engine
+from tuskit.desktop.runlock import JournalBusy
 
 from support import TUS, ServerProcess
 
@@ -177,3 +181,27 @@ def test_a_journal_shared_by_two_folders_shows_each_only_its_own(tmp_path: Path,
         with running(config(tmp_path, root, tus_server.url, watch=False, quiet_seconds=0.1)) as (engine, _):
             assert engine.wait_idle(30)
             assert [Path(s.path).parent for s in engine.snapshot()] == [root]
+
+
+def test_one_running_engine_per_journal(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _root(tmp_path)
+    cfg = config(tmp_path, root, tus_server.url)
+    with running(cfg):
+        second = Engine(config(tmp_path, root, tus_server.url))
+        with pytest.raises(JournalBusy, match="another tuskit sync/desk is running"):
+            second.start()
+        assert second.snapshot() == []  # reading the journal is fine
+    with running(cfg) as (engine, _):  # released by stop()
+        assert engine.wait_idle(30)
+    busy = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+                             "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                             str(cfg.journal_path) + ".lock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy.stdout is not None and busy.stdout.readline().strip() == "locked"
+        with pytest.raises(JournalBusy):
+            Engine(cfg).start()
+    finally:
+        busy.kill()
+        busy.wait()
+    with running(cfg) as (engine, _):  # a dead holder leaves no stale lock
+        assert engine.wait_idle(30)
