@@ -165,7 +165,8 @@ class UploadService:
             total = None if total is None or part.length is None else total + part.length
         if total is not None and self.config.max_size is not None and total > self.config.max_size:
             raise errors.TOO_LARGE(f"concatenated length {total} exceeds Tus-Max-Size {self.config.max_size}")
-        return replace(upload, parts=tuple(part_ids), length=total)
+        # a final waits for its partials as long as they live: it ends with them (_retire), not by a clock
+        return replace(upload, parts=tuple(part_ids), length=total, expires=None)
 
     # ---- appending -------------------------------------------------------------------------------
 
@@ -308,12 +309,16 @@ class UploadService:
     # ---- termination and expiry ------------------------------------------------------------------
 
     async def terminate(self, upload: Upload) -> None:
+        await self._retire(upload, TERMINATED, ev.TERMINATED)
+
+    async def _retire(self, upload: Upload, status: str, event: str) -> None:
+        """Delete an upload's bytes and leave a tombstone; finals waiting for it as a partial end too."""
         finals = await self.state.finals_of(upload.id) if upload.concat == "partial" else []
         await self._io(self.store.delete, upload.id)
-        await self.state.bury(upload.id, TERMINATED, _GONE_REASONS[TERMINATED])
+        await self.state.bury(upload.id, status, _GONE_REASONS[status])
         self.digests.forget(upload.id)
-        await self.events.emit(ev.TERMINATED, upload.id, upload.owner)
-        if finals:  # they wait for this partial in vain: end them now
+        await self.events.emit(event, upload.id, upload.owner)
+        if finals:  # they wait for this partial in vain
             self._spawn(self._merge_finals(finals))
 
     async def sweep(self, now: float | None = None) -> int:
@@ -329,10 +334,7 @@ class UploadService:
                 upload = await self.state.get(upload_id)
                 if upload is None or upload.status != ACTIVE or upload.expires is None or upload.expires > now:
                     continue
-                await self._io(self.store.delete, upload_id)
-                await self.state.bury(upload_id, EXPIRED, _GONE_REASONS[EXPIRED])
-                self.digests.forget(upload_id)
-                await self.events.emit(ev.EXPIRED, upload_id, upload.owner)
+                await self._retire(upload, EXPIRED, ev.EXPIRED)
                 swept += 1
             finally:
                 await lease.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -77,7 +78,7 @@ def test_final_over_unfinished_partials_completes_by_itself(tus_server: ServerPr
     head = _head(url)
     assert head.status_code == 200
     assert "Upload-Offset" not in head.headers and "Upload-Length" not in head.headers
-    assert "Upload-Expires" in head.headers
+    assert "Upload-Expires" not in head.headers  # it lives as long as its partials do
     assert requests.get(url, timeout=30).status_code == 404
 
     assert patch_upload(part_a, 100, a[100:]).status_code == 204
@@ -148,3 +149,15 @@ def test_final_whose_partial_is_terminated_fails_instead_of_waiting_forever(tus_
     assert head.status_code == 410
     gone = requests.get(url, timeout=30)
     assert gone.status_code == 410 and dropped.rsplit("/", 1)[1] in gone.text
+
+
+def test_final_ends_when_a_partial_expires(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--expire-after", "1s", "--sweep-interval", "0.2s")
+    done, waiting = _partial(server, 2, b"ab"), _partial(server, 2)
+    url = _final(server, [done, waiting]).headers["Location"]
+    deadline = time.monotonic() + 30
+    while (head := _head(url)).status_code == 200:
+        assert time.monotonic() < deadline, "final outlived its expired partial"
+        time.sleep(0.05)
+    assert head.status_code == 410
+    assert requests.get(done, timeout=30).content == b"ab"  # a finished partial never expires
