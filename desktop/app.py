@@ -27,7 +27,7 @@ from tuskit.desktop.widgets.add_folder import AddFolderScreen
 from tuskit.desktop.widgets.backoff_toast import BackoffToast
 from tuskit.desktop.widgets.detail import DetailScreen
 from tuskit.desktop.widgets.file_table import WIDE_FROM, FileTable
-from tuskit.desktop.widgets.model import PAUSABLE, Changes, DashboardModel, FileRow
+from tuskit.desktop.widgets.model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
 from tuskit.desktop.widgets.status_bar import StatusBar
 from tuskit.desktop.widgets.totals_bar import TotalsBar
 
@@ -68,6 +68,7 @@ class TuskitApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._engine_running = False
         self._backoff_toast = BackoffToast(self)
+        self._alert_gate = AlertGate()
         self._status = StatusBar(engine.config.server_url, id="status")
         self._table = FileTable(id="files")
         self._totals = TotalsBar(id="totals")
@@ -130,14 +131,17 @@ class TuskitApp(App[int]):
         self._table.show(self.model, changes.rows, now)
         for level, text in changes.log:
             self._write_log(level, text)
-        for alert in changes.alerts:
-            timeout = 15 if alert.severity == "error" else 8
-            self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=timeout,  # type: ignore[arg-type]
-                        markup=False)
+        for alert in self._alert_gate.admit(changes.alerts, now):
+            self._toast(alert)
         if changes.backoff_started:
             self._backoff_toast.start(self.model.backoff_left(now) or 0.0, self.model.backoff_reason)
         self._redraw_status(now)
         self._update_bindings()
+
+    def _toast(self, alert: Alert) -> None:
+        timeout = 15 if alert.severity == "error" else 8
+        self.notify(alert.message, title=alert.title, severity=alert.severity, timeout=timeout,  # type: ignore[arg-type]
+                    markup=False)
 
     def _update_bindings(self) -> None:
         """Re-label the footer only when what space and p would do changed (not on every progress batch)."""
@@ -173,6 +177,8 @@ class TuskitApp(App[int]):
         self._table.show(self.model, moving, now)
         if waiting or self.model.backoff_until is not None:
             self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)
+        if (summary := self._alert_gate.flush(now)) is not None:
+            self._toast(summary)
         self._redraw_status(now)
 
     def _redraw_status(self, now: float) -> None:

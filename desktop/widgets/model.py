@@ -88,6 +88,46 @@ class Alert:
     title: str = ""
 
 
+class AlertGate:
+    """At most `limit` toasts per `window` seconds; the rest are counted and summed up in one toast later.
+
+    A server refusing everything fails every file within seconds: one toast each would bury the screen,
+    and the log panel already has every line.
+    """
+
+    def __init__(self, limit: int = 3, window: float = 10.0) -> None:
+        self.limit, self.window = limit, window
+        self._shown: deque[float] = deque()
+        self._held: list[Alert] = []
+
+    def admit(self, alerts: Iterable[Alert], now: float) -> list[Alert]:
+        """The alerts to show now; the others wait for `flush`."""
+        shown = []
+        for alert in alerts:
+            if self._room(now):
+                self._shown.append(now)
+                shown.append(alert)
+            else:
+                self._held.append(alert)
+        return shown
+
+    def flush(self, now: float) -> Alert | None:
+        """Once there is room again: one alert that stands for everything held back."""
+        if not self._held or not self._room(now):
+            return None
+        held, self._held = self._held, []
+        self._shown.append(now)
+        if len(held) == 1:
+            return held[0]
+        severity = "error" if any(a.severity == "error" for a in held) else "warning"
+        return Alert(f"{len(held)} more problems; the log (l) lists them", severity, "More problems")
+
+    def _room(self, now: float) -> bool:
+        while self._shown and now - self._shown[0] >= self.window:
+            self._shown.popleft()
+        return len(self._shown) < self.limit
+
+
 @dataclass
 class Changes:
     """What one batch of events changed, for the app to draw."""

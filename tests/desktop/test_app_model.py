@@ -19,7 +19,7 @@ from tuskit.desktop.events import (
 )
 from tuskit.desktop.status import FileStatus
 from tuskit.desktop.widgets.formatting import human_bytes, human_duration, human_rate, progress_bar, shorten_middle
-from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, DashboardModel
+from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
 
 ROOT = Path("/watched")
 A, B = str(ROOT / "a.jpg"), str(ROOT / "sub" / "b.bin")
@@ -121,6 +121,22 @@ def test_pause_all_spares_finished_files_and_resume_requeues_paused_ones() -> No
     model.apply(Paused(None), 100.0)
     model.apply(Queued(str(ROOT / "new.jpg"), 5), 100.0)  # the engine holds new files while everything waits
     assert model.rows[str(ROOT / "new.jpg")].state == "paused"
+
+
+def test_a_storm_of_failures_becomes_a_few_toasts_and_one_summary() -> None:
+    model = model_with(*(Failed(str(ROOT / f"f{n}"), "413: too large", 1, True) for n in range(50)))
+    changes = model.take_changes()
+    assert len(changes.alerts) == 50 and len([t for level, t in changes.log if level == "error"]) == 50
+
+    gate = AlertGate(limit=3, window=10.0)
+    assert gate.admit(changes.alerts[:40], 100.0) == changes.alerts[:3]
+    assert gate.admit(changes.alerts[40:], 105.0) == []
+    assert gate.flush(109.0) is None  # the window is still full
+    summary = gate.flush(110.0)
+    assert summary is not None
+    assert (summary.severity, summary.message) == ("error", "47 more problems; the log (l) lists them")
+    assert gate.flush(111.0) is None
+    assert gate.admit(changes.alerts[:1], 111.0) == changes.alerts[:1]  # room for two more in this window
 
 
 def test_removed_rows_disappear() -> None:
