@@ -376,28 +376,24 @@ class AppendSession:
         self.buffered = 0
         self.pending: asyncio.Future[None] | None = None
         self.error: errors.TusError | None = None
-        self.overrun: errors.TusError | None = None  # the body went past the length: what fits is kept
+        self.overran = False  # the body went past the length: nothing of it is recorded
         self.stopping = False  # abort() was called: take no more bytes
         self.closed = False
         self.lock = asyncio.Lock()
 
     async def write(self, data: bytes) -> None:
         """Take the next piece of the body; returns once it is buffered (or written, when the buffer filled)."""
-        if self.error is not None or self.overrun is not None or self.stopping or self.closed:
+        if self.error is not None or self.stopping or self.closed:
             return
         if self.lease.lost:
             self.error = errors.UPLOAD_LOCKED("another request took over this upload")
             return
         if self.room is not None and self.received + len(data) > self.room:
-            overrun = errors.LENGTH_EXCEEDED(
-                f"body goes past Upload-Length; only the {self.room} bytes that were left are kept")
-            if self.verify_chunk:  # the checksum covers the whole body, so nothing of it can be verified
-                self.error = overrun
-                return
-            self.overrun = overrun
-            data = data[:self.room - self.received]
-            if not data:
-                return
+            # refused like a failed checksum: a 4xx leaves the upload as it was (past offset checkpoints)
+            self.error = errors.LENGTH_EXCEEDED(
+                f"body goes past the upload's length ({self.room} bytes were left); nothing of it was kept")
+            self.overran = True
+            return
         self.received += len(data)
         self.buffer.append(data)
         self.buffered += len(data)
@@ -455,7 +451,7 @@ class AppendSession:
             self.running = None  # it may have seen bytes that are not on disk
             return
         self.written = self.position  # with one flush in flight, it ended where the next one starts
-        if not self.verify_chunk and self.written - self.committed >= self.service.config.checkpoint_bytes:
+        if not self._unrecordable() and self.written - self.committed >= self.service.config.checkpoint_bytes:
             await self._commit()
             await self.service.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                            offset=self.committed, length=self.upload.length)
@@ -476,6 +472,10 @@ class AppendSession:
     async def _drain(self) -> None:
         await self._flush()
         await self._wait_pending()
+
+    def _unrecordable(self) -> bool:
+        """Bytes of this body that must not be recorded: a chunk checksum covers all of it, or it overran."""
+        return self.verify_chunk or self.overran
 
     async def _chunk_matches(self, trailer: tuple[str, bytes] | None) -> bool:
         expected = trailer or self.checksum
@@ -507,7 +507,7 @@ class AppendSession:
             if self.error is None and not await self._chunk_matches(trailer):
                 self.running = None
                 raise errors.CHECKSUM_MISMATCH("Upload-Checksum does not match the received chunk; it was discarded")
-            if self.error is not None and self.verify_chunk:
+            if self.error is not None and self._unrecordable():
                 self.running = None
                 raise self.error
             await self._commit()
@@ -516,12 +516,10 @@ class AppendSession:
             upload = replace(self.upload, offset=self.committed, expires=self.expires)
             if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
-                upload = await self.service._complete(upload, running)
-            elif self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
+                return await self.service._complete(upload, running)
+            if self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
                 await self.service.events.emit(ev.PROGRESS, upload.id, upload.owner, offset=upload.offset,
                                                length=upload.length)
-            if self.overrun is not None:
-                raise self.overrun
             return upload
         finally:
             await self._close()
@@ -540,9 +538,10 @@ class AppendSession:
     async def _abort(self, why: str) -> int:
         try:
             await self._drain()
-            if self.verify_chunk:
+            if self._unrecordable():
                 self.running = None
-                log.info("upload %s: %s; unverified chunk of %d bytes discarded", self.upload.id, why, self.received)
+                log.info("upload %s: %s; unverified or overrunning body of %d bytes discarded", self.upload.id, why,
+                         self.received)
             else:
                 await self._commit()
                 log.info("upload %s: %s; kept %d bytes, offset %d", self.upload.id, why,

@@ -125,15 +125,16 @@ def test_body_past_upload_length_is_413_and_nothing_is_stored(server: ServerProc
     assert _stored(server, url) == b"0123"
 
 
-def test_chunked_body_past_upload_length_is_413_and_keeps_exactly_the_declared_bytes(server: ServerProcess) -> None:
+def test_chunked_body_past_upload_length_is_413_and_changes_nothing(server: ServerProcess) -> None:
     url = _new(server, 6)
-    pieces = iter([b"012", b"345", b"678"])  # chunked: the overrun is only seen in the third piece
+    assert patch_upload(url, 0, b"01").status_code == 204
+    pieces = iter([b"23", b"45", b"67"])  # chunked: the overrun is only seen in the last piece
     response = requests.patch(url, data=pieces, timeout=30,
-                              headers={**TUS, "Upload-Offset": "0", "Content-Type": OFFSET_TYPE})
+                              headers={**TUS, "Upload-Offset": "2", "Content-Type": OFFSET_TYPE})
     assert response.status_code == 413
-    assert _head(url).headers["Upload-Offset"] == "6"
-    assert _stored(server, url) == b"012345"
-    # the declared bytes all arrived, so the upload is finished and published, not stuck at 6 of 6
+    assert _head(url).headers["Upload-Offset"] == "2"  # refused like a failed checksum: nothing recorded
+    assert requests.get(url, timeout=30).status_code == 404
+    assert patch_upload(url, 2, b"2345").status_code == 204
     assert requests.get(url, timeout=30).content == b"012345"
 
 
