@@ -1,8 +1,10 @@
 """The Textual dashboard over the sync engine (`tuskit desk`): it renders engine events and sends commands.
 
-Engine callbacks run on engine threads. They only append to an inbox and, when it was empty, post one
-`EngineWoke` message (thread-safe); the UI loop then folds the whole batch into the model and redraws the
-rows it touched once. That coalesces bursts of progress events without a fast polling timer.
+Engine callbacks run on engine threads. They only append to an inbox and, unless a wake-up is already
+pending, post one `EngineWoke` message (thread-safe); the UI loop then folds the whole batch into the model
+and redraws the rows it touched once. That coalesces bursts of progress events without a fast polling timer.
+Commands go the other way on one command thread, in order: a journal busy with a thousand rows (retry all)
+never freezes the screen, and their results come back as `CommandDone` messages.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -35,8 +40,19 @@ LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 LOG_LINES = 2000
 
 
+T = TypeVar("T")
+
+
 class EngineWoke(Message):
     """Engine events wait in the app's inbox; posted from an engine thread, at most one pending at a time."""
+
+
+class CommandDone(Message):
+    """An engine command finished on the command thread; `after` runs on the UI loop."""
+
+    def __init__(self, after: Callable[[], None]) -> None:
+        super().__init__()
+        self.after = after
 
 
 class TuskitApp(App[int]):
@@ -74,6 +90,7 @@ class TuskitApp(App[int]):
         self._totals = TotalsBar(id="totals")
         self._log = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
         self._binding_state: tuple[bool, str | None] = (False, None)
+        self._commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-desk-commands")
 
     def compose(self) -> ComposeResult:
         yield self._status
@@ -192,6 +209,28 @@ class TuskitApp(App[int]):
 
     # UI -> engine
 
+    def _command(self, call: Callable[[], T], after: Callable[[T], None] | None = None) -> None:
+        """Run an engine command on the command thread; `after(result)` then runs on the UI loop."""
+
+        def run() -> None:
+            try:
+                result = call()
+            except Exception as exc:
+                self.post_message(CommandDone(partial(self._command_failed, exc)))
+            else:
+                if after is not None:
+                    self.post_message(CommandDone(partial(after, result)))
+
+        self._commands.submit(run)
+
+    @on(CommandDone)
+    def _command_done(self, message: CommandDone) -> None:
+        message.after()
+
+    def _command_failed(self, exc: Exception) -> None:
+        self._write_log("error", f"command failed: {exc!r}")
+        self._toast(Alert(str(exc) or repr(exc), "error", "Command failed"))
+
     def _selected_row(self) -> FileRow | None:
         path = self._table.selected_path()
         return None if path is None else self.model.rows.get(path)
@@ -208,41 +247,37 @@ class TuskitApp(App[int]):
 
     def action_pause_selected(self) -> None:
         if (path := self._selected()) is not None:
-            self.engine.pause(path)
+            self._command(partial(self.engine.pause, path))
 
     def action_resume_selected(self) -> None:
         if (path := self._selected()) is not None:
-            self.engine.resume(path)
+            self._command(partial(self.engine.resume, path))
 
     def action_pause_all(self) -> None:
-        self.engine.pause()
+        self._command(self.engine.pause)
 
     def action_resume_all(self) -> None:
-        self.engine.resume()
+        self._command(self.engine.resume)
 
     def action_retry_failed(self) -> None:
-        count = self.engine.retry_failed()
+        self._command(self.engine.retry_failed, self._retried)
+
+    def _retried(self, count: int) -> None:
         self.notify(f"Queued {count} failed file(s) again" if count else "No failed files to retry", timeout=4)
 
     def action_remove_selected(self) -> None:
-        path = self._selected()
-        if path is not None:
-            self.engine.remove(path)
+        if (path := self._selected()) is not None:
+            self._command(partial(self.engine.remove, path))
 
     def action_add_folder(self) -> None:
         self.push_screen(AddFolderScreen(), self._add_root)
 
     def _add_root(self, folder: Path | None) -> None:
+        """The engine starts a watcher and a scan, and says so (or why not) with a Notice."""
         if folder is not None:
-            self._start_watching(folder)
+            self._command(partial(self.engine.add_root, folder), self._roots_changed)
 
-    @work(thread=True, group="engine-commands")
-    def _start_watching(self, folder: Path) -> None:
-        """Off the UI loop: the engine starts a watcher (and says so, or why not, with a Notice)."""
-        self.engine.add_root(folder)
-        self.call_from_thread(self._roots_changed)
-
-    def _roots_changed(self) -> None:
+    def _roots_changed(self, _: None) -> None:
         self.model.roots = list(self.engine.config.roots)
         self._redraw_status(time.monotonic())
 
@@ -293,6 +328,7 @@ class TuskitApp(App[int]):
 
     def _stop_engine(self) -> None:
         """Idempotent: quitting stops the engine off the loop; unmount is the fallback for other exits."""
+        self._commands.shutdown(wait=True, cancel_futures=True)  # commands only post messages: never waits on us
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
