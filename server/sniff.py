@@ -64,7 +64,7 @@ def _looks_like_text(head: bytes) -> bool:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         return False
-    return all(c.isprintable() or c in "\t\n\r\f" for c in text)
+    return all(c.isprintable() or c in "\t\n\r\f" for c in text.removeprefix("\ufeff"))  # a BOM is fine
 
 
 def parse_accept(text: str) -> tuple[str, ...]:

@@ -13,6 +13,8 @@ import requests
 from PIL import Image
 from tus_calls import create, patch, processed_info, upload
 
+from tuskit.server.sniff import parse_accept, sniff_type, type_gate
+
 from support import TUS, ServerProcess, start_server
 
 SIZES = (64, 256)
@@ -176,3 +178,36 @@ def test_accept_gate_refuses_other_types_before_storing_them(tmp_path: Path) -> 
         assert inline.status_code == 415
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("head", "mime"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "image/png"),
+        (b"GIF89a\x01\x00", "image/gif"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "audio/wav"),
+        (b"%PDF-1.4\n", "application/pdf"),
+        (b"II*\x00\x08\x00", "image/tiff"),
+        (b"PK\x03\x04\x14\x00", "application/zip"),
+        (b"\x00\x00\x00\x1cftypheic", "image/heic"),
+        (b"\x00\x00\x00\x1cftypisom", "video/mp4"),
+        (b"\x1a\x45\xdf\xa3\x9f", "video/webm"),
+        ("\ufeffname,size\r\nphoto.jpg,12\r\n".encode(), "text/plain"),
+        ("café"[:3].encode() + "é".encode()[:1], "text/plain"),  # a character cut at the end of the head
+        (b"<svg onload=alert(1)>", "text/plain"),  # markup is never served as markup
+        (b"\x00\x01\x02binary", "application/octet-stream"),
+        (b"", "application/octet-stream"),
+    ],
+)
+def test_sniffing_by_magic_bytes(head: bytes, mime: str) -> None:
+    assert sniff_type(head) == mime
+
+
+def test_accept_patterns_and_gate() -> None:
+    gate = type_gate(parse_accept(" image/* , application/pdf"))
+    assert gate(b"\x89PNG\r\n\x1a\n") is None and gate(b"%PDF-1.7") is None
+    assert "text/plain" in (gate(b"hello") or "")
+    with pytest.raises(ValueError, match="MIME type"):
+        parse_accept("image")
