@@ -43,6 +43,7 @@ class Ready:
 @dataclass
 class _Pending:
     first_seen: float
+    last_event: float
     due: float
     stat: Stat | None
     closed: bool
@@ -63,13 +64,19 @@ class Stabiliser:
     def note(self, path: str, now: float, closed: bool = False) -> None:
         """The file changed (created, written, closed after writing, or renamed onto `path`)."""
         entry = self._pending.get(path)
-        wait = self.close_grace if closed else self.quiet
         if entry is None:
-            self._pending[path] = _Pending(first_seen=now, due=now + wait, stat=self._stat(path), closed=closed)
-            return
+            entry = self._pending[path] = _Pending(first_seen=now, last_event=now, due=now, stat=None, closed=closed)
         entry.stat = self._stat(path)
         entry.closed = closed
-        entry.due = now + wait
+        entry.last_event = now
+        self._schedule(entry, now)
+
+    def _wait(self, entry: _Pending) -> float:
+        return self.close_grace if entry.closed else self.quiet
+
+    def _schedule(self, entry: _Pending, now: float) -> None:
+        """Next check: after the quiet period, but never later than the cap (events keep pushing it)."""
+        entry.due = min(now + self._wait(entry), entry.first_seen + self.max_wait)
 
     def forget(self, path: str) -> None:
         self._pending.pop(path, None)
@@ -84,9 +91,10 @@ class Stabiliser:
             if entry.due > now:
                 continue
             current = self._stat(path)
+            quiet = now >= entry.last_event + self._wait(entry)  # same arithmetic as `due`
             if current is None:  # deleted, or replaced by a folder: nothing to upload
                 del self._pending[path]
-            elif current == entry.stat:
+            elif quiet and current == entry.stat:
                 del self._pending[path]
                 ready.append(Ready(path, current[0], current[1], snapshot=False))
             elif now - entry.first_seen >= self.max_wait:
@@ -94,5 +102,6 @@ class Stabiliser:
                 ready.append(Ready(path, current[0], current[1], snapshot=True))
             else:  # changed without telling us (no event, or a coarse poller): start the quiet period again
                 entry.stat = current
-                entry.due = now + (self.close_grace if entry.closed else self.quiet)
+                entry.last_event = now
+                self._schedule(entry, now)
         return ready

@@ -205,3 +205,24 @@ def test_one_running_engine_per_journal(tmp_path: Path, tus_server: ServerProces
         busy.wait()
     with running(cfg) as (engine, _):  # a dead holder leaves no stale lock
         assert engine.wait_idle(30)
+
+
+def test_ever_growing_file_is_uploaded_as_snapshots_then_whole(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _root(tmp_path)
+    f = root / "recording.log"
+    with running(config(tmp_path, root, tus_server.url, quiet_seconds=1.0, max_wait_seconds=2.0)) as (engine, rec):
+        assert engine.wait_idle(30)
+        with open(f, "wb") as out:
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:  # never quiet for a whole second: only the cap releases it
+                out.write(os.urandom(16 * KiB))
+                out.flush()
+                time.sleep(0.1)  # the writer's pace
+        final = f.stat().st_size
+        wait_for(lambda: any(d.size == final for d in rec.of(ev.Done, str(f))), what="the whole file")
+        assert engine.wait_idle(30)
+    done = rec.of(ev.Done, str(f))
+    assert len(done) >= 2 and done[0].size < final
+    data = f.read_bytes()
+    for d in done:  # each snapshot is exactly the prefix it claims, verified by the server's sha256
+        assert remote_sha256(d.url) == hashlib.sha256(data[: d.size]).hexdigest() == d.sha256

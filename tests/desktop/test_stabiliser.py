@@ -71,6 +71,19 @@ def test_ever_growing_file_is_released_as_snapshot_at_the_cap(tmp_path: Path) ->
     assert 5.0 <= t <= 6.0
 
 
+def test_cap_holds_even_while_events_keep_coming(tmp_path: Path) -> None:
+    f = tmp_path / "stream.ts"
+    s = Stabiliser(quiet=1.0, max_wait=3.0)
+    released: list[Ready] = []
+    t = 0.0
+    while not released and t < 10:
+        _write(f, b"x" * int(1 + 10 * t), mtime_ns=int(1e9 * t) + 1)
+        s.note(str(f), now=t)  # an event every 0.1 s: never quiet
+        released = s.poll(t)
+        t = round(t + 0.1, 1)
+    assert released and released[0].snapshot and 3.0 <= t <= 3.2
+
+
 def test_vanished_and_non_regular_paths_are_dropped(tmp_path: Path) -> None:
     f = tmp_path / "gone.tmp"
     _write(f, b"x")
