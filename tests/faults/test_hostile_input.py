@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from support import TUS, ServerProcess, chunked_body, patch_upload, raw_connect, read_response
 
-EXAMPLES = 200
+EXAMPLES = int(os.environ.get("TUSKIT_FUZZ_EXAMPLES", "200"))  # raise it to hunt locally
 LENGTH = 100
 START = 10  # every target upload has these first bytes already
 STATE_HEADERS = ("Upload-Offset", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Concat")
