@@ -6,6 +6,7 @@ import hashlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -84,15 +85,15 @@ def test_a_second_writer_with_a_stale_offset_gets_409(tus_server: ServerProcess)
     assert requests.get(url, timeout=30).content == mine
 
 
-def _race(url: str, bodies: dict[str, bytes]) -> dict[str, int | str]:
-    """PATCH every body at offset 0 at once; each writer's status, or the error that cut it off."""
+def _race(urls: dict[str, str], bodies: dict[str, bytes]) -> dict[str, int | str]:
+    """PATCH every body at offset 0 at once (each to its URL); each writer's status, or the error that cut it off."""
     results: dict[str, int | str] = {}
     start = threading.Barrier(len(bodies))
 
     def write(name: str) -> None:
         start.wait()
         try:
-            results[name] = patch_upload(url, 0, bodies[name]).status_code
+            results[name] = patch_upload(urls[name], 0, bodies[name]).status_code
         except requests.ConnectionError as exc:  # a writer told to let go may be cut off mid-body
             results[name] = type(exc).__name__
 
@@ -104,28 +105,42 @@ def _race(url: str, bodies: dict[str, bytes]) -> dict[str, int | str]:
     return results
 
 
+def _check_race_outcome(url: str, bodies: dict[str, bytes], results: dict[str, int | str], stored: Path) -> None:
+    """At most one writer finished; what was kept came from one writer only, and that writer can finish."""
+    winners = [name for name, status in results.items() if status == 204]
+    assert len(winners) <= 1, results
+    assert all(status in (204, 409, 423, "ConnectionError") for status in results.values()), results
+    offset = _offset(url)
+    assert offset > 0  # whoever held the upload first kept its bytes, or the other wrote them all
+    if winners:
+        assert offset == SIZE and requests.get(url, timeout=30).content == bodies[winners[0]]
+        return
+    with open(stored, "rb") as f:
+        kept = f.read(offset)
+    owner = "a" if kept[:1] == b"a" else "b"
+    assert kept == bodies[owner][:offset]
+    assert patch_upload(url, offset, bodies[owner][offset:]).status_code == 204
+    assert requests.get(url, timeout=30).content == bodies[owner]
+
+
 def test_two_writers_racing_from_the_same_offset_never_mix_bytes(tus_server: ServerProcess) -> None:
     bodies = {"a": b"a" * SIZE, "b": b"b" * SIZE}
     for _ in range(3):  # different interleavings each round
         url = create_upload(tus_server.url, SIZE).headers["Location"]
-        results = _race(url, bodies)
-        winners = [name for name, status in results.items() if status == 204]
-        assert len(winners) <= 1, results
-        assert all(status in (204, 409, 423, "ConnectionError") for status in results.values()), results
+        results = _race({"a": url, "b": url}, bodies)
+        _check_race_outcome(url, bodies, results, _stored(tus_server, url))
 
-        offset = _offset(url)
-        assert offset > 0  # whoever held the upload first kept its bytes, or the other wrote them all
-        stored = requests.get(url, timeout=30).content if offset == SIZE else None
-        if winners:
-            assert offset == SIZE and stored == bodies[winners[0]]
-            continue
-        # nobody finished: what was kept came from one writer only, and that writer can finish
-        with open(tus_server.data_dir / "uploads" / url.rsplit("/", 1)[1], "rb") as f:
-            kept = f.read(offset)
-        owner = "a" if kept[:1] == b"a" else "b"
-        assert kept == bodies[owner][:offset]
-        assert patch_upload(url, offset, bodies[owner][offset:]).status_code == 204
-        assert requests.get(url, timeout=30).content == bodies[owner]
+
+def test_two_writers_racing_through_two_server_processes(
+        server_factory: Callable[..., ServerProcess], redis_url: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    one = server_factory("--redis-url", redis_url, data_dir=shared)
+    two = server_factory("--redis-url", redis_url, data_dir=shared)
+    bodies = {"a": b"a" * SIZE, "b": b"b" * SIZE}
+    for _ in range(2):
+        url = create_upload(one.url, SIZE).headers["Location"]
+        results = _race({"a": url, "b": two.url + url.rsplit("/", 1)[1]}, bodies)
+        _check_race_outcome(url, bodies, results, _stored(one, url))
 
 
 def test_delete_during_a_streaming_patch_terminates_the_upload(tus_server: ServerProcess) -> None:
