@@ -109,7 +109,6 @@ class Engine:
         self._watchers: dict[Path, FolderWatcher] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._paused_all = False
         self._link_state = ""
         self._rate_limit_streak = 0
         self._started = False
@@ -480,7 +479,6 @@ class Engine:
         """Pause one file (it keeps its place on the server) or, with None, every upload."""
         with self._lock:
             if path is None:
-                self._paused_all = True
                 self._queue.hold(True)
                 for attempt in self._attempts.values():
                     attempt.cancel("pause-all")
@@ -498,7 +496,6 @@ class Engine:
         """Resume one paused file or, with None, everything (files paused one by one included)."""
         with self._lock:
             if path is None:
-                self._paused_all = False
                 rows = self._rows([PAUSED])
             else:
                 row = self.journal.current(self._server, path)
@@ -559,7 +556,3 @@ class Engine:
             live = {job: a.sent for job, a in self._attempts.items()}
         return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
                 for r in self._rows(STATES)]
-
-    @property
-    def paused_all(self) -> bool:
-        return self._paused_all

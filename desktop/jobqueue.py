@@ -35,16 +35,6 @@ class JobQueue:
         with self._cond:
             return self._due.pop(job, None) is not None
 
-    def __contains__(self, job: int) -> bool:
-        with self._cond:
-            return job in self._due
-
-    def delayed(self) -> dict[int, float]:
-        """job -> seconds left, for jobs that wait out a backoff."""
-        with self._cond:
-            now = time.monotonic()
-            return {job: due - now for job, due in self._due.items() if due > now}
-
     def take(self, timeout: float) -> int | None:
         """The next due job (counted active until `finished`), or None after `timeout`/when closed."""
         deadline = time.monotonic() + timeout
