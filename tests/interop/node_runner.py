@@ -32,8 +32,10 @@ def node_unavailable() -> str | None:
 
 
 def ensure_packages() -> None:
-    """`npm ci` from the committed lock file, unless .ci/run (or an earlier run) already did it."""
-    if (HERE / "node_modules" / ".package-lock.json").exists():
+    """`npm ci` from the committed lock file, unless .ci/run (or an earlier run) already installed it since the
+    lock file last changed."""
+    installed = HERE / "node_modules" / ".package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= (HERE / "package-lock.json").stat().st_mtime:
         return
     done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True,
                           timeout=300)
