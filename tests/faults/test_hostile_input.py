@@ -153,19 +153,6 @@ def _state(url: str) -> tuple[int, tuple[str | None, ...]]:
     return head.status_code, tuple(head.headers.get(name) for name in STATE_HEADERS)
 
 
-OVERRUN_ISSUE = (
-    "server/service.py AppendSession.write keeps the part of a chunked PATCH body that fits before it overruns "
-    "Upload-Length and completes the upload, yet answers 413 (460 and a destroyed upload when a sha256 was "
-    "declared): a 4xx that changes the upload. Fix: record nothing and answer 413, or accept what fits with "
-    "204 as tusd does (tests/server/test_http_core.py pins the current behaviour)."
-)
-
-
-def _known_overrun(request: dict[str, Any], status: int) -> bool:
-    """The one 4xx known to change state (OVERRUN_ISSUE, pinned by a strict xfail below)."""
-    return request["chunked"] and status in (413, 460) and sum(map(len, request["body"])) > LENGTH - START
-
-
 def _fresh_upload(endpoint: str) -> str:
     url = tus_ops.create(endpoint, Source(bytes(range(LENGTH))))
     assert patch_upload(url, 0, bytes(range(START))).status_code == 204
@@ -193,7 +180,7 @@ def test_hostile_requests_never_5xx_and_4xx_change_nothing(
         seen[status] = seen.get(status, 0) + 1
         assert status < 500, f"{status} for {request}"
         assert server.proc.poll() is None, "the server died"
-        if 400 <= status < 500 and not _known_overrun(request, status):
+        if 400 <= status < 500:
             assert _state(target.url) == before, f"{status} changed the upload: {request}"
         else:
             current["url"] = _fresh_upload(server.url)  # it may have changed legitimately: aim at a new one
@@ -222,7 +209,6 @@ def test_examples_kept_as_regressions(tus_server: ServerProcess, headers: dict[s
     assert _state(url) == before
 
 
-@pytest.mark.xfail(strict=True, reason=OVERRUN_ISSUE)
 def test_chunked_overrun_is_refused_without_changing_the_upload(tus_server: ServerProcess) -> None:
     url = _fresh_upload(tus_server.url)
     before = _state(url)
