@@ -70,6 +70,8 @@ class InfoHandler(_UploadResource):
 def _state(upload: Upload, report: dict[str, Any] | None) -> str:
     if upload.status != DONE:
         return "uploading"
+    if upload.concat == "partial":
+        return "partial"  # a piece of a final upload: never analysed on its own
     return "processed" if report is not None else "processing"
 
 
@@ -84,6 +86,8 @@ class ThumbnailHandler(_UploadResource):
         if size not in sizes:
             raise errors.NOT_FOUND(f"no thumbnail of size {size}; sizes made: {', '.join(map(str, sizes))}")
         report = await self._report(upload)
+        if upload.concat == "partial":
+            raise errors.NOT_FOUND("partial uploads have no thumbnail; their final upload has")
         if report is None:
             raise errors.NOT_FOUND("thumbnail is being made", headers={"Retry-After": PROCESSING_RETRY_SECONDS})
         image = report.get("image")

@@ -101,6 +101,23 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(server: ServerProcess) -> N
     assert 100 < grey < 140
 
 
+def test_a_concatenated_image_is_analysed_and_its_partials_are_not(server: ServerProcess) -> None:
+    data = encode(halves((300, 200), "red", "blue"), "PNG")
+    parts = []
+    for piece in (data[:100], data[100:]):
+        url = create(server.url, len(piece), {"Upload-Concat": "partial"}).headers["Location"]
+        assert patch(url, 0, piece).status_code == 204
+        parts.append(url)
+    final = requests.post(server.url, headers={**TUS, "Upload-Concat": "final;" + " ".join(parts)}, timeout=10)
+    assert final.status_code == 201
+    info = processed_info(final.headers["Location"])
+    assert info["type"] == "image/png" and (info["width"], info["height"]) == (300, 200)
+    for part in parts:
+        assert requests.get(part + "/info", timeout=10).json()["state"] == "partial"  # never analysed
+        missing = requests.get(part + "/thumbnail", timeout=10)
+        assert missing.status_code == 404 and "Retry-After" not in missing.headers
+
+
 def test_small_image_is_not_upscaled(server: ServerProcess) -> None:
     url = upload(server.url, encode(Image.new("RGB", (40, 30), "white"), "PNG"))
     processed_info(url)
