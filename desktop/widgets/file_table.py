@@ -12,7 +12,7 @@ from tuskit.desktop.widgets.formatting import (
     human_duration,
     human_rate,
     progress_bar,
-    shorten_middle,
+    shorten_path,
 )
 from tuskit.desktop.widgets.model import DashboardModel, FileRow
 
@@ -97,7 +97,7 @@ class FileTable(DataTable[Text]):
         else:
             eta = Text(human_duration(row.eta(now)) if row.state == "uploading" else NONE_MARK)
         return (
-            Text(shorten_middle(model.display_name(row.path), self._name_width)),
+            Text(shorten_path(model.display_name(row.path), self._name_width)),
             Text(human_bytes(row.size), justify="right"),
             progress_bar(row.fraction, self._bar_width, "green" if row.state == "done" else "cyan"),
             Text(human_rate(row.speed(now)), justify="right"),

@@ -66,3 +66,14 @@ def shorten_middle(name: str, width: int) -> str:
     head = (width - 1) // 2
     tail = width - 1 - head
     return f"{name[:head]}…{name[-tail:] if tail else ''}"
+
+
+def shorten_path(path: str, width: int) -> str:
+    """Folders give way before the file name does: "20…11/DSC_1040.ARW", then "DSC_…0.ARW"."""
+    if len(path) <= width:
+        return path
+    folder, _, name = path.rpartition("/")
+    room = width - len(name) - 1
+    if folder and room >= 2:
+        return f"{shorten_middle(folder, room)}/{name}"
+    return shorten_middle(name, width)

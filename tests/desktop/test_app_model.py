@@ -18,7 +18,14 @@ from tuskit.desktop.events import (
     Started,
 )
 from tuskit.desktop.status import FileStatus
-from tuskit.desktop.widgets.formatting import human_bytes, human_duration, human_rate, progress_bar, shorten_middle
+from tuskit.desktop.widgets.formatting import (
+    human_bytes,
+    human_duration,
+    human_rate,
+    progress_bar,
+    shorten_middle,
+    shorten_path,
+)
 from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
 
 ROOT = Path("/watched")
@@ -184,4 +191,7 @@ def test_formatting_keeps_cells_short() -> None:
     assert [human_duration(s) for s in (0.2, 42, 187, 3900)] == ["1s", "42s", "3m07s", "1h05m"]
     assert shorten_middle("holiday_0001_final.jpeg", 11) == "holid….jpeg"
     assert shorten_middle("short", 11) == "short"
+    assert shorten_path("2026-11/DSC_1040.ARW", 18) == "20…11/DSC_1040.ARW"
+    assert shorten_path("2026-11/DSC_1040.ARW", 12) == "DSC_1040.ARW"
+    assert shorten_path("a/very_long_name.jpeg", 12) == "very_…e.jpeg"
     assert [len(progress_bar(f, 8, "cyan").plain) for f in (0, 0.33, 1)] == [13, 13, 13]
