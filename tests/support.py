@@ -79,6 +79,13 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None,
     return ServerProcess(proc, url[0], data_dir, output)
 
 
+def free_port() -> int:
+    """A loopback port free right now, for a process that must come back on the same address after a restart."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def stored_sha256(upload_url: str, headers: dict[str, str] | None = None) -> str:
     """SHA-256 of the bytes the server serves for a finished upload (GET), streamed, so big files stay cheap."""
     digest = hashlib.sha256()

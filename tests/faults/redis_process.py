@@ -7,7 +7,6 @@ durability.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,11 +15,7 @@ import redis
 
 from tuskit.server.embedded_redis import redis_server_binary
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support import free_port
 
 
 class RedisProcess:
