@@ -46,7 +46,7 @@ def ensure_packages() -> None:
 def run_script(script: str, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     """Run `node <script> '<job>'` and return its JSON answer; a client error fails the test with its message."""
     done = subprocess.run(["node", str(HERE / script), json.dumps(job)], cwd=HERE, capture_output=True,
-                          text=True, timeout=timeout)
+                          stdin=subprocess.DEVNULL, text=True, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     answer: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     if done.returncode != 0 or "error" in answer or not lines:
@@ -54,3 +54,42 @@ def run_script(script: str, job: dict[str, Any], timeout: float = 120) -> dict[s
                                f"{answer.get('error', '')}\nstdout: {done.stdout[-2000:]}\n"
                                f"stderr: {done.stderr[-2000:]}")
     return answer
+
+
+class ScriptSession:
+    """A node script the test talks to while it runs: its JSON event lines in, lines of text to its stdin out."""
+
+    def __init__(self, script: str, job: dict[str, Any]) -> None:
+        self.proc = subprocess.Popen(["node", str(HERE / script), json.dumps(job)], cwd=HERE, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.events: list[dict[str, Any]] = []
+
+    def next_event(self) -> dict[str, Any]:
+        """The script's next event; its end without one fails the test with what it printed."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            stderr = self.proc.stderr.read() if self.proc.stderr else ""
+            raise NodeScriptFailed(f"node exited ({self.proc.returncode}) after {self.events}\n{stderr[-2000:]}")
+        event: dict[str, Any] = json.loads(line)
+        self.events.append(event)
+        if "error" in event:
+            raise NodeScriptFailed(f"{event['error']}\nafter {self.events}")
+        return event
+
+    def until(self, key: str) -> dict[str, Any]:
+        """Read events up to and including the first that has `key`."""
+        while key not in (event := self.next_event()):
+            pass
+        return event
+
+    def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import requests
-from interop.node_runner import run_script
+from interop.node_runner import ScriptSession, run_script
 from tus_calls import poll
 
-from support import TUS, ServerProcess, stored_sha256
+from support import TUS, ServerProcess, free_port, stored_sha256
 
 pytestmark = pytest.mark.usefixtures("node_packages")
 
@@ -128,3 +128,29 @@ def test_bearer_token_in_headers_reaches_an_authenticated_server(
         _client(server, path, "buffer")
     answer = _client(server, path, "buffer", headers={"Authorization": "Bearer node-token-0b7c"})
     assert stored_sha256(answer["url"], {"Authorization": "Bearer node-token-0b7c"}) == digest
+
+
+def test_the_client_rides_through_a_server_restart(server_factory: Callable[..., ServerProcess],
+                                                    tmp_path: Path) -> None:
+    """SIGTERM mid-upload, restart on the same address: tus-js-client's own retries resume the same upload
+    (a failed HEAD answered 5xx would make it start over; the server answers those 423)."""
+    port = str(free_port())
+    server = server_factory("--port", port)
+    path, digest = _source(tmp_path, 3_000_000)
+    session = ScriptSession("tus_node.mjs", {"endpoint": server.url, "scenario": "throughRestart",
+                                             "path": str(path), "name": path.name, "chunkSize": CHUNK})
+    try:
+        session.until("holding")
+        session.say("go")
+        assert server.stop() == 0
+        server_factory("--port", port, data_dir=server.data_dir)
+        url = session.until("url")["url"]
+    finally:
+        session.close()
+
+    requests_sent = [event["request"] for event in session.events if "request" in event]
+    assert requests_sent.count("POST") == 1  # never started over with a new upload
+    assert "HEAD" in requests_sent  # it asked where to resume
+    accepted = [event["accepted"] for event in session.events if "accepted" in event]
+    assert accepted == sorted(set(accepted)) and accepted[-1] == 3_000_000
+    assert stored_sha256(url) == digest

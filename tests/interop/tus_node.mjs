@@ -4,10 +4,15 @@
 // line with what the test needs to check on the server (the upload URL, offsets seen by the client) and
 // exits 0, or prints {"error": ...} and exits 1. Python checks the stored bytes; this only drives the client.
 import * as fs from 'node:fs'
+import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
 import { FileUrlStorage, Upload } from 'tus-js-client'
 
 const job = JSON.parse(process.argv[2])
+
+function say(event) {
+  process.stdout.write(`${JSON.stringify(event)}\n`)
+}
 
 function options(extra) {
   return {
@@ -112,6 +117,39 @@ const scenarios = {
     })
   },
 
+  // Upload through a server restart: after the first chunk the client holds its next PATCH until the test
+  // says "go" on stdin (and takes the server down). Every request and status is reported as it happens.
+  async throughRestart() {
+    const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
+    let chunks = 0
+    let held = false
+    return new Promise((resolve, reject) => {
+      const upload = new Upload(
+        fs.createReadStream(job.path),
+        options({
+          chunkSize: job.chunkSize,
+          retryDelays: [200, 500, 1000, 2000, 3000, 5000, 8000],
+          onBeforeRequest: async (req) => {
+            if (chunks === 1 && !held && req.getMethod() === 'PATCH') {
+              held = true
+              say({ holding: true })
+              await stdin.next()
+            }
+            say({ request: req.getMethod() })
+          },
+          onAfterResponse: (req, res) => say({ response: req.getMethod(), status: res.getStatus() }),
+          onChunkComplete: (_size, accepted) => {
+            chunks += 1
+            say({ accepted })
+          },
+          onSuccess: () => resolve({ url: upload.url }),
+          onError: reject,
+        }),
+      )
+      upload.start()
+    })
+  },
+
   // What the URL storage holds for this file now (after removeFingerprintOnSuccess it should be nothing).
   async stored() {
     const storage = new FileUrlStorage(job.storage)
@@ -120,9 +158,9 @@ const scenarios = {
 }
 
 try {
-  const result = await scenarios[job.scenario]()
-  process.stdout.write(`${JSON.stringify(result)}\n`)
+  say(await scenarios[job.scenario]())
+  process.exit(0) // stdin may still be open
 } catch (err) {
-  process.stdout.write(`${JSON.stringify({ error: String(err?.message ?? err) })}\n`)
-  process.exitCode = 1
+  say({ error: String(err?.message ?? err) })
+  process.exit(1)
 }
