@@ -106,14 +106,14 @@ def test_kill_9_of_server_and_redis_mid_patch_then_resume(server_factory: Callab
     assert stored_sha256(url) == hashlib.sha256(body).hexdigest()
 
 
-def test_upload_recorded_complete_but_never_published_is_finished_by_head(
+def test_upload_recorded_complete_but_never_published_is_finished_by_head_or_patch(
         server_factory: Callable[..., ServerProcess], redis_url: str) -> None:
     """A process died after recording the last offset and before publishing: clients that see
     offset == length stop sending, so the next HEAD must publish (and verify) the upload."""
     server = server_factory("--redis-url", redis_url)
     good, bad = b"all the bytes arrived", b"these bytes do not match"
     urls = []
-    for body in (good, bad):
+    for body in (good, bad, good):
         url = create_upload(server.url, len(body), metadata=_declared(good)).headers["Location"]
         upload_id = url.rsplit("/", 1)[1]
         # what the dead process left behind: every byte on disk and the offset recorded, status still active
@@ -130,3 +130,8 @@ def test_upload_recorded_complete_but_never_published_is_finished_by_head(
 
     assert requests.head(urls[1], headers=TUS, timeout=30).status_code == 460
     assert requests.get(urls[1], timeout=30).status_code == 410
+
+    # a client that re-sends its (empty) last PATCH finishes the job as well
+    again = patch_upload(urls[2], len(good), b"")
+    assert again.status_code == 204 and again.headers["Upload-Offset"] == str(len(good))
+    assert requests.get(urls[2], timeout=30).content == good
