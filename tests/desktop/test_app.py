@@ -126,12 +126,12 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
         await until(pilot, lambda: engine_state(app, slow) in ("queued", "uploading"), "file resumed")
 
         await pilot.press("p")
-        await until(pilot, lambda: app.engine.paused_all and app.model.paused_all, "everything paused")
+        await until(pilot, lambda: app.model.paused_all, "the engine to announce everything paused")
         assert "paused" in str(app.query_one(StatusBar).render())
         assert cell(app, slow, "state") == "paused"
         await until(pilot, lambda: footer(app).get("p") == "Resume all", "the footer to offer resume all")
         await pilot.press("p")
-        await until(pilot, lambda: not app.engine.paused_all and not app.model.paused_all, "everything resumed")
+        await until(pilot, lambda: not app.model.paused_all, "the engine to announce everything resumed")
         await until(pilot, lambda: cell(app, slow, "state") == "done", "slow.bin done after the pauses")
 
     drive(cfg, scenario)
@@ -292,7 +292,7 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         await pilot.press(*"pause ev")  # fuzzy: only "Pause every upload" matches
         await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "palette hits")
         await pilot.press("enter")
-        await until(pilot, lambda: app.engine.paused_all, "pause-all from the command palette")
+        await until(pilot, lambda: app.model.paused_all, "pause-all from the command palette")
 
         await pilot.press("q")
         await until(pilot, lambda: app.return_code == 0, "the app to quit", timeout=15)
