@@ -365,6 +365,8 @@ class AppendSession:
         # a header checksum is hashed as bytes arrive; a trailer's algorithm is known only at the end
         self.chunk_hasher = new_hasher(checksum[0]) if checksum else None
         self.running = service.digests.take(upload.id, upload.offset)
+        # the hash as it was, to hand back if this body is discarded (no rebuild from disk at the end)
+        self.base = self.running.copy() if self.running is not None else None
         self.start = upload.offset
         self.already_complete = upload.status == DONE  # a repeated last PATCH (its 204 was lost): answer it again
         self.committed = upload.offset  # recorded in Redis
@@ -560,4 +562,6 @@ class AppendSession:
             self.running = None
         if self.running is not None and self.committed == self.written:
             self.service.digests.put(self.upload.id, self.committed, self.running)
+        elif self.base is not None and self.committed == self.start:
+            self.service.digests.put(self.upload.id, self.start, self.base)
         await self.service._io(self.writer.close)

@@ -97,6 +97,11 @@ def test_chunk_with_checksum_records_nothing_until_verified(run: Callable[..., N
         assert (await service.state.get(upload.id)).offset == 0
         done = await _append(service, upload.id, 0, [body], ("sha1", hashlib.sha1(body).digest()))
         assert done.offset == 20_000
+        with pytest.raises(TusError):
+            await _append(service, upload.id, 20_000, [b"z" * 10], ("md5", hashlib.md5(b"other").digest()))
+        # the discarded chunk handed back the running hash of the first 20000 bytes, untouched by it
+        running = service.digests.take(upload.id, 20_000)
+        assert running is not None and running.digest() == hashlib.sha256(body).digest()
 
     run(scenario)
 
