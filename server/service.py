@@ -391,7 +391,7 @@ class AppendSession:
             self.error = errors.UPLOAD_LOCKED("another request took over this upload")
             return
         if self.room is not None and self.received + len(data) > self.room:
-            # refused like a failed checksum: a 4xx leaves the upload as it was (past offset checkpoints)
+            # refused like a failed checksum: a 4xx leaves the upload as it was (bar offset checkpoints)
             self.error = errors.LENGTH_EXCEEDED(
                 f"body goes past the upload's length ({self.room} bytes were left); nothing of it was kept")
             self.overran = True
