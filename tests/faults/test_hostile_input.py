@@ -52,9 +52,14 @@ _metadata = st.one_of(
     st.just("sha256 " + _b64(b"0" * 64)),  # well-formed, but the wrong digest for any body here
     _text,
 )
+_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "md5": 16, "sha512": 64}
 _checksum = st.one_of(
     st.tuples(st.sampled_from(["sha1", "sha256", "md5", "sha512", "SHA1", "crc32", ""]),
               st.one_of(st.binary(max_size=70).map(_b64), _text)).map(" ".join),
+    # well-formed, with a digest of the right size that matches no body here
+    st.sampled_from(sorted(_DIGEST_SIZES)).flatmap(
+        lambda name: st.binary(min_size=_DIGEST_SIZES[name], max_size=_DIGEST_SIZES[name]).map(
+            lambda digest: f"{name} {_b64(digest)}")),
     _text,
 )
 
@@ -121,7 +126,8 @@ def hostile_requests(draw: st.DrawFn, target: Target) -> dict[str, Any]:
         "method": method,
         "path": draw(_paths(target)),
         "headers": headers,
-        "body": draw(st.lists(st.binary(max_size=120), max_size=3)),
+        "body": draw(st.one_of(st.lists(st.binary(max_size=120), max_size=3),
+                               st.integers(LENGTH - START - 2, 2 * LENGTH).map(lambda n: [b"x" * n]))),
         "chunked": draw(st.booleans()),
     }
 
