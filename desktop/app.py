@@ -103,11 +103,10 @@ class TuskitApp(App[int]):
         self._unsubscribe = self.engine.subscribe(self._receive)
         try:
             self.engine.start()
-        except Exception as exc:
-            self._write_log("error", f"engine did not start: {exc}")
-            self.notify(str(exc), title="Engine did not start", severity="error", timeout=30)
-        else:
-            self._engine_running = True
+        except Exception as exc:  # e.g. another sync/desk holds the journal: a dashboard of nothing helps nobody
+            self.exit(1, return_code=1, message=f"tuskit desk: the engine did not start: {exc}")
+            return
+        self._engine_running = True
         now = time.monotonic()
         self.model.load(self.engine.snapshot(), now)
         self.model.take_changes()
@@ -338,5 +337,7 @@ class TuskitApp(App[int]):
 
 
 def run_app(engine: Engine) -> int:
-    """Entry point for `tuskit desk`: run the dashboard until the user quits; the exit status is 0."""
-    return TuskitApp(engine).run() or 0
+    """Entry point for `tuskit desk`: the exit status is 0 after a quit, 1 if the engine could not start."""
+    app = TuskitApp(engine)
+    app.run()
+    return app.return_code or 0

@@ -301,6 +301,23 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
     assert not [t.name for t in threading.enumerate() if t.name.startswith("tuskit-upload")], "engine not stopped"
 
 
+def test_a_journal_in_use_by_another_engine_ends_the_dashboard_with_a_reason(tmp_path: Path,
+                                                                             tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    other = Engine(config(tmp_path, root, tus_server.url))
+    other.start()
+    try:
+        async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+            await until(pilot, lambda: app.return_code == 1, "the app to give up")
+
+        app = drive(config(tmp_path, root, tus_server.url), scenario)
+    finally:
+        other.stop()
+    assert app.return_code == 1
+    assert not app.model.rows  # nothing was shown as if it were syncing
+
+
 def test_every_column_fits_at_80_columns_and_the_wide_layout_widens_the_bars(tmp_path: Path,
                                                                              tus_server: ServerProcess) -> None:
     root = tmp_path / "watched"
