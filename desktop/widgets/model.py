@@ -34,6 +34,9 @@ STALE_SPEED_SECONDS = 5.0
 
 HISTORY_LENGTH = 120
 
+NOT_CONTACTED = "not contacted yet"
+"""The engine talks to the server only to upload: until then nobody knows whether it answers."""
+
 
 class FileStatusLike(Protocol):
     """The fields of the engine's `FileStatus` the dashboard reads (kept structural: the engine owns the type)."""
@@ -158,7 +161,7 @@ class DashboardModel:
     def __init__(self, roots: Sequence[Path] = ()) -> None:
         self.rows: dict[str, FileRow] = {}
         self.roots: list[Path] = list(roots)
-        self.connection = "connecting"
+        self.connection = NOT_CONTACTED
         self.connection_detail = ""
         self._connection_reported = False
         """Once the engine reports its connection itself, the model stops guessing it from other events."""

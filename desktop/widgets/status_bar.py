@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tuskit.desktop.widgets.model import DashboardModel
+from tuskit.desktop.widgets.model import NOT_CONTACTED, DashboardModel
 
-CONNECTION_STYLES = {"online": "green", "rate-limited": "yellow", "connecting": "dim", "offline": "red"}
+CONNECTION_STYLES = {"online": "green", "rate-limited": "yellow", NOT_CONTACTED: "dim", "offline": "red"}
 
 
 class StatusBar(Static):
