@@ -47,7 +47,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bwlimit", type=parse_size, default=env_default("bwlimit", None, parse_size), metavar="SIZE",
                    help="total upload bandwidth per second, e.g. 2MiB (default unlimited)")
     p.add_argument("--chunk-size", type=parse_size, default=env_default("chunk-size", None, parse_size),
-                   metavar="SIZE", help="bytes per PATCH request (default 4MiB)")
+                   metavar="SIZE", help="bytes in the first PATCH request of a file (default 4MiB); later "
+                                        "ones double while a request takes under 0.5s")
+    p.add_argument("--max-chunk-size", type=parse_size, default=env_default("max-chunk-size", None, parse_size),
+                   metavar="SIZE", help="largest PATCH request (default 64MiB; equal to --chunk-size: fixed size)")
     p.add_argument("--quiet", type=float, default=env_default("quiet", None, float), metavar="SECONDS",
                    help="a file is ready once unchanged for this long (default 2)")
     p.add_argument("--timeout", type=float, default=env_default("timeout", None, float), metavar="SECONDS",
@@ -88,6 +91,7 @@ def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
         "roots": args.dirs, "server_url": args.server, "token": args.token, "workers": args.workers,
         "poll": args.poll, "ignore": args.ignore, "include_hidden": args.include_hidden,
         "journal_path": args.journal, "bandwidth_limit": args.bwlimit, "chunk_size": args.chunk_size,
+        "max_chunk_size": args.max_chunk_size,
         "quiet_seconds": args.quiet, "timeout": args.timeout, "max_attempts": args.max_attempts,
         "watch": watch,
     }

@@ -37,7 +37,8 @@ class SyncConfig:
     server_url: str
     token: str | None = None
     workers: int = 4
-    chunk_size: int = 4 * MiB
+    chunk_size: int = 4 * MiB  # the first PATCH; later ones grow on a fast link (see uploader.upload)
+    max_chunk_size: int = 64 * MiB
     quiet_seconds: float = 2.0
     # a file still changing after this long is uploaded as a snapshot of what is there (verified by sha256)
     max_wait_seconds: float = 600.0
@@ -62,6 +63,7 @@ class SyncConfig:
             raise ValueError("workers must be at least 1")
         if self.chunk_size < 64 * 1024:
             raise ValueError("chunk size must be at least 64KiB")
+        self.max_chunk_size = max(self.max_chunk_size, self.chunk_size)
         if self.bandwidth_limit is not None and self.bandwidth_limit <= 0:
             self.bandwidth_limit = None
 
@@ -73,6 +75,7 @@ _KEYS: dict[str, tuple[str, Any]] = {
     "token": ("token", str),
     "workers": ("workers", int),
     "chunk_size": ("chunk_size", lambda v: v if isinstance(v, int) else parse_size(str(v))),
+    "max_chunk_size": ("max_chunk_size", lambda v: v if isinstance(v, int) else parse_size(str(v))),
     "quiet_seconds": ("quiet_seconds", float),
     "max_wait_seconds": ("max_wait_seconds", float),
     "rescan_seconds": ("rescan_seconds", float),

@@ -381,7 +381,7 @@ class Engine:
                 url = earlier.url or ""
             else:
                 url = upload(tus, row.path, row.size, row.url, self._metadata(row, sha256), self.config.chunk_size,
-                             _Hooks(self, attempt, row), self._throttle)
+                             _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size)
             with self._lock:
                 self._rate_limit_streak = 0
             self._settle(job, DONE, url=url, offset=row.size, error=None)

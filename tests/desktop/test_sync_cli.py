@@ -48,7 +48,8 @@ def test_help_documents_every_option(command: str) -> None:
     out = subprocess.run([sys.executable, "-m", "tuskit", command, "--help"], capture_output=True, text=True,
                          check=True).stdout
     for flag in ["--server", "--token", "--workers", "--poll", "--ignore", "--include-hidden", "--journal",
-                 "--bwlimit", "--chunk-size", "--quiet", "--timeout", "--max-attempts", "--config", "--log-level"]:
+                 "--bwlimit", "--chunk-size", "--max-chunk-size", "--quiet", "--timeout", "--max-attempts",
+                 "--config", "--log-level"]:
         assert flag in out
     assert ("--once" in out) == (command == "sync")
     assert "desktop.toml" in out and "TUSKIT_" in out and "symbolic links" in out
