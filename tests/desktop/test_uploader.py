@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import socket
 import threading
@@ -148,3 +149,16 @@ def test_small_files_travel_in_the_creation_request(tus_server: ServerProcess, t
         assert [m for m, _ in proxy.methods()] == ["OPTIONS", "POST", "POST"]  # extensions asked once, no PATCH
     finally:
         proxy.stop()
+
+
+def test_chunks_grow_on_a_fast_link_up_to_the_cap(tus: TusSession, tmp_path: Path) -> None:
+    f = tmp_path / "fast.bin"
+    f.write_bytes(os.urandom(6 * MiB))
+    hooks = Hooks()
+    url = upload(tus, str(f), 6 * MiB, None, {"filename": f.name}, 256 * 1024, hooks, Throttle(None),
+                 max_chunk_size=2 * MiB)
+    offsets = [0, *hooks.confirmed_offsets]
+    sizes = [b - a for a, b in itertools.pairwise(offsets)]
+    assert sizes[0] == 256 * 1024 and max(sizes) == 2 * MiB  # loopback is fast: it doubled to the cap
+    assert all(b >= a for a, b in itertools.pairwise(sizes[:-1]))  # never shrinks (the last is the remainder)
+    assert remote_sha256(url) == hashlib.sha256(f.read_bytes()).hexdigest()
