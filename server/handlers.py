@@ -11,7 +11,6 @@ import contextlib
 import logging
 import re
 import time
-from typing import Any
 from urllib.parse import quote
 
 import tornado.web
@@ -184,19 +183,8 @@ class TusHandler(BaseHandler):
     def on_connection_close(self) -> None:
         if self.session is not None and not self.session.closed and self.stopping is None:
             self.stopping = asyncio.ensure_future(self._stop_on_disconnect())
-        super().on_connection_close()  # ends the wait for the body; without it the handler lingers to shutdown
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if not isinstance(value, StreamClosedError):  # a client that left is no server failure
-            super().log_exception(typ, value, tb)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs["exc_info"][1] if kwargs.get("exc_info") else None
-        if isinstance(exc, StreamClosedError):
-            self.failure = "connection closed before the request ended"
-            self.set_status(499, "Client Closed Request")  # nginx's code: logged, never seen by the client
-            return
-        super().write_error(status_code, **kwargs)
+        # ends tornado's wait for the body (quietly); without it the handler lingered until shutdown
+        super().on_connection_close()
 
     async def _stop_on_disconnect(self) -> None:
         assert self.session is not None
