@@ -120,10 +120,11 @@ const scenarios = {
   // Upload through a server restart: after the first chunk the client holds its next PATCH until the test
   // says "go" on stdin (and takes the server down). Every request and status is reported as it happens.
   async throughRestart() {
-    const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
+    const lines = createInterface({ input: process.stdin })
+    const stdin = lines[Symbol.asyncIterator]()
     let chunks = 0
     let held = false
-    return new Promise((resolve, reject) => {
+    const finished = new Promise((resolve, reject) => {
       const upload = new Upload(
         fs.createReadStream(job.path),
         options({
@@ -148,6 +149,12 @@ const scenarios = {
       )
       upload.start()
     })
+    try {
+      return await finished
+    } finally {
+      lines.close() // an open stdin would keep node running
+      process.stdin.destroy()
+    }
   },
 
   // What the URL storage holds for this file now (after removeFingerprintOnSuccess it should be nothing).
@@ -159,8 +166,7 @@ const scenarios = {
 
 try {
   say(await scenarios[job.scenario]())
-  process.exit(0) // stdin may still be open
 } catch (err) {
   say({ error: String(err?.message ?? err) })
-  process.exit(1)
+  process.exitCode = 1
 }
