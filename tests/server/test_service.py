@@ -264,3 +264,27 @@ def test_releasing_a_lost_lease_leaves_its_successor_listening(run: Callable[...
         await successor.release()
 
     run(scenario)
+
+
+def test_a_lease_is_renewed_while_held_and_its_loss_stops_the_holder(redis_url: str) -> None:
+    async def main() -> None:
+        client = aioredis.from_url(redis_url)
+        locker = Locker(client, ttl_ms=300, wait_seconds=0.2)
+        await locker.start()
+        try:
+            lease = await locker.acquire("a" * 32)
+            stopped = asyncio.Event()
+            lease.when_asked_to_release(stopped.set)
+            await asyncio.sleep(1.0)  # over three TTLs: only renewal keeps it
+            assert await client.get("tuskit:lock:" + "a" * 32) == lease.token.encode()
+            assert not lease.lost
+            await client.set("tuskit:lock:" + "a" * 32, "someone else")  # e.g. it expired during a stall
+            await asyncio.wait_for(stopped.wait(), 5)
+            assert lease.lost
+            await lease.release()
+            assert await client.get("tuskit:lock:" + "a" * 32) == b"someone else"  # not ours to delete
+        finally:
+            await locker.stop()
+            await client.aclose()
+
+    asyncio.run(main())
