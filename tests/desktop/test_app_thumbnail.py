@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import socket
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from PIL import Image
 from rich.console import Console
@@ -14,8 +16,9 @@ from tuskit.desktop.widgets.thumbnail import Missing, fetch_thumbnail, looks_lik
 from support import ServerProcess, b64, create_upload
 
 
-def upload(server: ServerProcess, name: str, data: bytes) -> str:
-    response = create_upload(server.url, len(data), metadata=f"filename {b64(name)}", data=data)
+def upload(server: ServerProcess, name: str, data: bytes, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = create_upload(server.url, len(data), metadata=f"filename {b64(name)}", data=data, headers=headers)
     assert response.status_code == 201, response.text
     return response.headers["Location"]
 
@@ -45,6 +48,17 @@ def test_a_finished_image_has_a_thumbnail_that_fits_the_cells_given(tus_server: 
     assert top is not None and bottom is not None
     assert top.bgcolor is not None and top.bgcolor.triplet is not None and top.bgcolor.triplet.red > 150  # red half
     assert bottom.color is not None and bottom.color.triplet is not None and bottom.color.triplet.blue > 150
+
+
+def test_the_thumbnail_is_asked_for_with_the_sync_token(tmp_path: Path,
+                                                        server_factory: Callable[..., ServerProcess]) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret alice\n")
+    server = server_factory("--tokens", str(tokens))
+    url = upload(server, "owned.png", png(64, 64), token="s3cret")
+    assert isinstance(fetch_thumbnail(url, "s3cret", threading.Event()), bytes)
+    refused = fetch_thumbnail(url, None, threading.Event())
+    assert isinstance(refused, Missing) and refused.reason.startswith("401")
 
 
 def test_a_file_that_is_not_an_image_says_why_there_is_no_thumbnail(tus_server: ServerProcess) -> None:
