@@ -24,7 +24,7 @@ from tuskit.desktop.config import SyncConfig
 from tuskit.desktop.ignore import IgnoreRules
 from tuskit.desktop.jobqueue import JobQueue
 from tuskit.desktop.journal import REMOVED, Journal, NewVersion, Version
-from tuskit.desktop.policy import decide
+from tuskit.desktop.policy import SERVER_WIDE, decide
 from tuskit.desktop.runlock import RunLock
 from tuskit.desktop.scanner import scan
 from tuskit.desktop.stabiliser import Ready, Stabiliser, stat_file
@@ -42,8 +42,8 @@ from tuskit.desktop.status import (
 from tuskit.desktop.throttle import Throttle
 from tuskit.desktop.uploader import (
     CHECKSUM,
-    NETWORK,
     RATE_LIMITED,
+    UNREACHABLE,
     Cancelled,
     FileChanged,
     TusSession,
@@ -110,7 +110,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._link_state = ""
-        self._rate_limit_streak = 0
+        self._wait_streak = 0  # server-wide waits (429/503/unreachable) in a row: their backoff exponent
         self._started = False
 
     # ---- subscribers -------------------------------------------------------------------------------
@@ -383,7 +383,7 @@ class Engine:
                 url = upload(tus, row.path, row.size, row.url, self._metadata(row, sha256), self.config.chunk_size,
                              _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size)
             with self._lock:
-                self._rate_limit_streak = 0
+                self._wait_streak = 0
             self._settle(job, DONE, url=url, offset=row.size, error=None)
             self._emit(ev.Done(row.path, row.size, url, sha256))
         except Exception as exc:
@@ -446,15 +446,18 @@ class Engine:
 
     def _after_upload_error(self, row: Version, err: UploadError) -> None:
         with self._lock:
-            if err.kind == RATE_LIMITED:
-                self._rate_limit_streak += 1
-            streak = self._rate_limit_streak
-        decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak)
+            if err.kind in SERVER_WIDE:
+                self._wait_streak += 1
+            streak = self._wait_streak
+        # `sync --once` must end: there an unreachable server counts like any failure
+        decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
+                          wait_out_unreachable=self.config.watch)
         attempts = row.attempts if decision.counts else row.attempts - 1
-        if err.kind == NETWORK:
+        if err.kind == UNREACHABLE:
             self._connection("offline", err.reason)
         if decision.server_wait and self._gate.close_for(decision.server_wait):
-            self._connection("rate-limited", err.reason)
+            if err.kind == RATE_LIMITED:
+                self._connection("rate-limited", err.reason)
             self._emit(ev.BackingOff(None, decision.server_wait, err.reason))
         if decision.final:
             self._settle(row.id, FAILED, error=err.reason, attempts=attempts)

@@ -9,9 +9,11 @@ import random
 from dataclasses import dataclass
 
 from tuskit.desktop.backoff import backoff_delay
-from tuskit.desktop.uploader import CHECKSUM, FATAL, GONE, RATE_LIMITED, UploadError
+from tuskit.desktop.uploader import CHECKSUM, FATAL, GONE, RATE_LIMITED, UNREACHABLE, UploadError
 
 MAX_CHECKSUM_RESTARTS = 1
+SERVER_WIDE = (RATE_LIMITED, UNREACHABLE)  # conditions of the server (or the network), not of one file
+UNREACHABLE_CAP = 60.0  # seconds: after sleep or an outage, find the server again within a minute
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,9 @@ class Decision:
     counts: bool = True  # the attempt counts toward max_attempts
 
 
-def decide(err: UploadError, attempts: int, restarts: int, max_attempts: int, rate_limit_streak: int = 1,
-           rng: random.Random | None = None) -> Decision:
-    """`attempts` includes the one that just failed; `rate_limit_streak` counts 429/503s in a row."""
+def decide(err: UploadError, attempts: int, restarts: int, max_attempts: int, wait_streak: int = 1,
+           rng: random.Random | None = None, wait_out_unreachable: bool = True) -> Decision:
+    """`attempts` includes the one that just failed; `wait_streak` counts server-wide waits in a row."""
     if err.kind == CHECKSUM:
         # the bytes the server hashed are not the file we hashed: once from scratch (a flaky path corrupted
         # them), then it is not going to get better by itself
@@ -34,7 +36,12 @@ def decide(err: UploadError, attempts: int, restarts: int, max_attempts: int, ra
         return Decision(final=True)
     if err.kind == RATE_LIMITED:
         # the server is fine and asked us to slow down: wait as long as it says (at least), never give up
-        wait = backoff_delay(rate_limit_streak, floor=err.retry_after or 0.0, rng=rng)
+        wait = backoff_delay(wait_streak, floor=err.retry_after or 0.0, rng=rng)
+        return Decision(delay=wait, server_wait=wait, counts=False)
+    if err.kind == UNREACHABLE and wait_out_unreachable:
+        # offline, asleep, server restarting: every file would fail alike, so hold them all (one probe at
+        # a time) and do not spend their attempts; a laptop that wakes up carries on
+        wait = backoff_delay(wait_streak, cap=UNREACHABLE_CAP, rng=rng)
         return Decision(delay=wait, server_wait=wait, counts=False)
     if attempts >= max_attempts:
         return Decision(final=True)

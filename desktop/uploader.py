@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 import requests
+import urllib3
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
@@ -36,7 +38,8 @@ SMALL_FILE = 1024 * 1024
 FAST_CHUNK = 0.5  # seconds: a chunk sent faster than this makes the next one twice as big
 
 # UploadError kinds, which the engine maps to policy
-NETWORK = "network"  # no HTTP answer: refused, reset, timed out
+UNREACHABLE = "unreachable"  # no connection at all (offline, asleep, server down): wait for the server
+NETWORK = "network"  # a connection that broke or timed out mid-request
 RATE_LIMITED = "rate-limited"  # 429 / 503: the whole server wants us to wait
 CHECKSUM = "checksum"  # 460: the bytes the server got do not hash to what we declared
 GONE = "gone"  # 404 / 410 on an upload URL: expired or failed on the server; start over
@@ -110,7 +113,7 @@ class TusSession:
             resp = self.request("OPTIONS", self.client.url, "discover")
             if resp.status_code >= 300:
                 err = classify(resp, "discover")
-                if err.kind in (RATE_LIMITED, NETWORK):  # the server's state, not an answer about extensions
+                if err.kind == RATE_LIMITED:  # the server's state, not an answer about extensions
                     raise err
                 self._extensions = frozenset()
                 return False
@@ -122,10 +125,31 @@ class TusSession:
         try:
             return self.http.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise UploadError(NETWORK, f"{action}: {type(exc).__name__}: {exc}") from exc
+            if _could_not_connect(exc):
+                raise UploadError(UNREACHABLE, f"{action}: cannot connect: {_describe(exc)}") from exc
+            raise UploadError(NETWORK, f"{action}: {_describe(exc)}") from exc
 
     def close(self) -> None:
         self.http.close()
+
+
+def _could_not_connect(exc: requests.RequestException) -> bool:
+    """Refused, unroutable, unresolvable or timed out while connecting: nothing was sent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(
+        getattr(cause, "reason", None), urllib3.exceptions.NewConnectionError)
+
+
+def _describe(exc: requests.RequestException) -> str:
+    """The OS's words for it ("Connection refused") rather than urllib3's nested retry story."""
+    text = str(exc)
+    if m := re.search(r"\[Errno -?\d+\] ([^\"')]+)", text):
+        return m.group(1).strip()
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 class _ChunkBody:

@@ -57,7 +57,7 @@ class FaultProxy:
         with self._lock:
             return [(s.method, s.status) for s in self.seen]
 
-    def start(self) -> FaultProxy:
+    def start(self, port: int = 0) -> FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,7 +71,7 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_POST = do_PATCH = do_DELETE = do_OPTIONS = _any
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

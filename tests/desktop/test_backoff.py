@@ -9,7 +9,16 @@ from email.utils import formatdate
 
 from tuskit.desktop.backoff import ServerGate, backoff_delay, parse_retry_after
 from tuskit.desktop.policy import Decision, decide
-from tuskit.desktop.uploader import CHECKSUM, FATAL, GONE, NETWORK, RATE_LIMITED, RETRYABLE, UploadError
+from tuskit.desktop.uploader import (
+    CHECKSUM,
+    FATAL,
+    GONE,
+    NETWORK,
+    RATE_LIMITED,
+    RETRYABLE,
+    UNREACHABLE,
+    UploadError,
+)
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling_and_the_cap() -> None:
@@ -85,3 +94,7 @@ def test_policy_table() -> None:
     assert not net.final and 0 <= net.delay <= 4.0 and net.server_wait == 0
     assert decide(_err(RETRYABLE, retry_after=2.0), attempts=1, restarts=0, max_attempts=5).delay >= 2.0
     assert decide(_err(NETWORK), attempts=5, restarts=0, max_attempts=5).final
+    offline = decide(_err(UNREACHABLE), attempts=50, restarts=0, max_attempts=5, wait_streak=20, rng=rng)
+    assert not offline.final and not offline.counts and 0 <= offline.delay <= 60  # capped at a minute
+    assert offline.server_wait == offline.delay
+    assert decide(_err(UNREACHABLE), attempts=5, restarts=0, max_attempts=5, wait_out_unreachable=False).final

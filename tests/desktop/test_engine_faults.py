@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,22 @@ def test_the_servers_own_rate_limit_is_waited_out(tmp_path: Path, server_factory
     waits = rec.of(ev.BackingOff, None)
     assert waits and all(w.seconds > 0 and "429" in w.reason for w in waits)
     assert not [e for e in rec.of(ev.Failed) if e.final]
+
+
+def test_an_unreachable_server_is_waited_for_without_spending_attempts(tmp_path: Path,
+                                                                       tus_server: ServerProcess) -> None:
+    root, f = _file(tmp_path, "made-offline.bin", 20_000)
+    with socket.socket() as probe:  # a port nothing listens on: connection refused, like a sleeping laptop
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running(config(tmp_path, root, f"http://127.0.0.1:{port}/files/", max_attempts=2)) as (engine, rec):
+        wait_for(lambda: len(rec.of(ev.Failed, str(f))) >= 3, what="three failed attempts")  # > max_attempts
+        assert not [e for e in rec.of(ev.Failed) if e.final] and state_of(engine, f) != "failed"
+        assert rec.of(ev.BackingOff, None) and ev.Connection("offline", rec.of(ev.Failed)[0].error) in rec.events
+        proxy = FaultProxy(tus_server.origin).start(port)  # the server is back
+        try:
+            [done] = wait_for(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the upload once reachable")
+            assert remote_sha256(done.url) == _sha(f)
+        finally:
+            proxy.stop()
+    assert any(isinstance(e, ev.Connection) and e.state == "online" for e in rec.events)

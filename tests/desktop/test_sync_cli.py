@@ -76,6 +76,15 @@ def test_once_exits_non_zero_when_a_file_fails(tmp_path: Path, server_factory) -
     assert "summary: 1 done, 1 failed" in result.stdout
 
 
+def test_once_gives_up_on_an_unreachable_server(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"a.txt": b"alpha"})
+    result = _sync(tmp_path, str(root), "--server", "http://127.0.0.1:9/files/", "--once", "--max-attempts", "2")
+    assert result.returncode == 1
+    giving_up = r"failed \S+a\.txt: \w+: cannot connect: Connection refused \(attempt 2, giving up\)"
+    assert re.search(giving_up, result.stdout), result.stdout
+    assert "server offline" in result.stdout
+
+
 def test_config_file_is_read_and_flags_override_it(tmp_path: Path, tus_server: ServerProcess) -> None:
     root = _folder(tmp_path, {"keep.txt": b"keep", "skip.log": b"skip"})
     cfg = tmp_path / "desktop.toml"
