@@ -72,8 +72,8 @@ def register(sub: Any) -> None:
                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(sync)
     sync.add_argument("--once", action="store_true",
-                      help="upload what is there now (retrying earlier failures), then exit; "
-                           "the exit status is 1 if any file failed")
+                      help="upload what is there now, then exit; the exit status is 1 if any file failed "
+                           "(every start of `tuskit sync` also retries files that failed before)")
     sync.set_defaults(run=run_sync)
     desk = sub.add_parser("desk", help="upload every file that lands in folders, with a terminal dashboard",
                           description="Watch folders and upload every new or changed file to a tus server, "
@@ -121,8 +121,8 @@ def run_sync(args: argparse.Namespace) -> int:
     except JournalBusy as exc:
         raise SystemExit(f"tuskit sync: {exc}") from None
     try:
+        engine.retry_failed()  # headless: nobody presses "retry", so every start tries earlier failures again
         if args.once:
-            engine.retry_failed()
             while not stop.is_set() and not engine.wait_idle(timeout=0.5):
                 pass
         else:
