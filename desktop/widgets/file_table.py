@@ -25,7 +25,7 @@ STATE_STYLES = {
     "failed": "bold red",
 }
 
-# (key, label, width); the name column takes whatever the others leave.
+# (key, label, width); the name column takes whatever the others leave (shared with a note column when wide).
 _FIXED_COLUMNS = (("size", "Size", 9), ("progress", "Progress", 0), ("speed", "Speed", 11),
                   ("eta", "ETA", 6), ("state", "State", 11))
 _MIN_NAME = 12
@@ -34,6 +34,8 @@ WIDE_FROM = 120
 _NARROW_BAR, _WIDE_BAR = 8, 20
 _PERCENT = 5  # " 100%"
 _CHROME = 2  # the vertical scrollbar
+_NOTE_SHARE = 0.45
+"""Wide layout: this share of the free width shows why a file failed or waits, next to its name."""
 
 
 class FileTable(DataTable[Text]):
@@ -43,6 +45,7 @@ class FileTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._bar_width = _NARROW_BAR
         self._name_width = _MIN_NAME
+        self._note_width = 0
 
     def selected_path(self) -> str | None:
         if not self.row_count:
@@ -56,13 +59,18 @@ class FileTable(DataTable[Text]):
     def rebuild(self, model: DashboardModel, now: float, width: int) -> None:
         """Re-create columns sized for `width` and every row, keeping the cursor on the same file."""
         selected = self.selected_path()
-        self._bar_width = _WIDE_BAR if width >= WIDE_FROM else _NARROW_BAR
+        wide = width >= WIDE_FROM
+        self._bar_width = _WIDE_BAR if wide else _NARROW_BAR
         fixed = sum((w or self._bar_width + _PERCENT) + 2 * self.cell_padding for _, _, w in _FIXED_COLUMNS)
-        self._name_width = max(width - fixed - 2 * self.cell_padding - _CHROME, _MIN_NAME)
+        free = width - fixed - 2 * self.cell_padding - _CHROME
+        self._note_width = int(free * _NOTE_SHARE) if wide else 0
+        self._name_width = max(free - (self._note_width + 2 * self.cell_padding if wide else 0), _MIN_NAME)
         self.clear(columns=True)
         self.add_column("Name", width=self._name_width, key="name")
         for key, label, column_width in _FIXED_COLUMNS:
             self.add_column(label, width=column_width or self._bar_width + _PERCENT, key=key)
+        if wide:
+            self.add_column("Note", width=self._note_width, key="note")
         for row in model.rows.values():
             self.add_row(*self._cells(model, row, now), key=row.path)
         if selected in model.rows:
@@ -96,7 +104,7 @@ class FileTable(DataTable[Text]):
             eta = Text(f"⟳{human_duration(max(row.retry_at - now, 0))}", style="magenta")
         else:
             eta = Text(human_duration(row.eta(now)) if row.state == "uploading" else NONE_MARK)
-        return (
+        cells = (
             Text(shorten_path(model.display_name(row.path), self._name_width)),
             Text(human_bytes(row.size), justify="right"),
             progress_bar(row.fraction, self._bar_width, "green" if row.state == "done" else "cyan"),
@@ -104,3 +112,7 @@ class FileTable(DataTable[Text]):
             eta,
             Text(row.state, style=style),
         )
+        if not self._note_width:
+            return cells
+        note = row.error if row.state in ("failed", "backing-off", "queued") and row.error else ""
+        return (*cells, Text(note, style="red" if row.state == "failed" else "dim", no_wrap=True, overflow="ellipsis"))
