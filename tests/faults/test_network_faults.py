@@ -7,16 +7,18 @@ a file whose SHA-256 is the source's.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from faults import tus_ops
 from faults.fault_proxy import FaultProxy
 from faults.tus_ops import Source
 from tus_calls import poll
 
-from support import RawResponse, ServerProcess, patch_upload, raw_connect, stored_sha256
+from support import RawResponse, ServerProcess, b64, patch_upload, raw_connect, stored_sha256
 
 MIB = 1024 * 1024
 
@@ -32,34 +34,39 @@ def _stored_bytes(server: ServerProcess, upload_url: str) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _send_through(proxy: FaultProxy, upload_url: str, source: Source) -> RawResponse | None:
+def _send_through(proxy: FaultProxy, upload_url: str, source: Source,
+                  headers: dict[str, str] | None = None) -> RawResponse | None:
     """Send a PATCH of the whole body through the proxy; returns what came back (None if nothing)."""
     sock = raw_connect(proxy.url(upload_url))
     try:
         with contextlib.suppress(OSError):  # the fault may break the connection while we are still sending
-            sock.sendall(tus_ops.patch_head(upload_url, 0, len(source.body)) + source.body)
+            sock.sendall(tus_ops.patch_head(upload_url, 0, len(source.body), headers) + source.body)
         return tus_ops.answer(sock)
     finally:
         sock.close()
 
 
+@pytest.mark.parametrize("with_checksum", [False, True], ids=["plain", "upload-checksum"])
 def test_cut_mid_patch_keeps_the_bytes_that_arrived(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    server_factory: Callable[..., ServerProcess], tmp_path: Path, with_checksum: bool
 ) -> None:
+    """Without a chunk checksum every byte that arrived is kept; with one, the cut chunk cannot be verified,
+    so none of it is (the offset stays where it was), and the client sends it again."""
     server = server_factory()
     source = Source(os.urandom(3 * MIB))
     url = tus_ops.create(server.url, source)
-    head_len = len(tus_ops.patch_head(url, 0, len(source.body)))
+    checksum = {"Upload-Checksum": "sha1 " + b64(hashlib.sha1(source.body).digest())} if with_checksum else {}
+    head_len = len(tus_ops.patch_head(url, 0, len(source.body), checksum))
     arrived = 1_234_567
     with _proxy_for(server) as proxy:
         proxy.fail_next("cut", after=head_len + arrived)
-        response = _send_through(proxy, url, source)
+        response = _send_through(proxy, url, source, checksum)
         assert response is None or response.status != 204  # the client never got a success
         upload_id = url.rsplit("/", 1)[1]
         poll(lambda: any(f"upload {upload_id}: client disconnected" in line for line in server.output))
         assert proxy.connections[0].forwarded == head_len + arrived
 
-    assert tus_ops.offset(url) == arrived
+    assert tus_ops.offset(url) == (0 if with_checksum else arrived)
     done = tus_ops.resume(url, source)
     assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(source.body))
     assert stored_sha256(url) == source.sha256

@@ -47,10 +47,10 @@ def resume(upload_url: str, source: Source) -> requests.Response:
     return patch_upload(upload_url, at, source.body[at:])
 
 
-def patch_head(upload_url: str, at: int, length: int) -> bytes:
+def patch_head(upload_url: str, at: int, length: int, headers: dict[str, str] | None = None) -> bytes:
     """The request head of a PATCH announcing `length` body bytes at offset `at`."""
     return request_head("PATCH", upload_url, {**TUS, "Upload-Offset": str(at), "Content-Type": OFFSET_TYPE,
-                                              "Content-Length": str(length)})
+                                              "Content-Length": str(length), **(headers or {})})
 
 
 def answer(sock: socket.socket) -> RawResponse | None:
