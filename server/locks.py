@@ -46,6 +46,7 @@ class Lease:
         self._asked = False  # a release request came before anyone listened for it
         self._renewer: asyncio.Task[None] | None = None
         self._first_renewal: asyncio.TimerHandle | None = None
+        self._released = False
 
     def _schedule_renewal(self) -> None:
         """Most leases (small PATCHes, HEADs) end before a renewal is due: a timer costs far less than a task."""
@@ -58,12 +59,17 @@ class Lease:
         self._renewer = asyncio.create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:
-        while True:
+        """Renew until released. The flag, not only cancellation, ends the loop: a cancellation that lands
+        inside a redis-py command can be lost (seen under load: the renewer kept renewing a released lease and
+        its releaser, which awaited it, hung with the upload locked), so nothing waits for this task."""
+        while not self._released:
             try:
                 ok = await self.locker._renew(keys=[_LOCK + self.upload_id], args=[self.token, self.locker.ttl_ms])
             except aioredis.RedisError as exc:
                 log.warning("lease renewal for %s failed: %s", self.upload_id, exc)
                 ok = 0
+            if self._released:
+                return
             if not ok:
                 self.lost = True
                 log.warning("lost the lease on %s; its writer stops", self.upload_id)
@@ -86,12 +92,11 @@ class Lease:
     async def release(self) -> None:
         if self.locker._held.get(self.upload_id) is self:  # a lost lease may have a successor here
             del self.locker._held[self.upload_id]
+        self._released = True
         if self._first_renewal is not None:
             self._first_renewal.cancel()
         if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            self._renewer.cancel()  # not awaited (see _renew_forever); a late renewal fails its token check
         await self.locker._drop(self.upload_id, self.token)
 
 

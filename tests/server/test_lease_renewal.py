@@ -1,0 +1,55 @@
+"""Lease renewal on a real Redis: a lease outlives its TTL while held, and ends cleanly when released."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from tuskit.server.locks import Lease, Locker
+
+TTL_MS = 300  # renewals every 0.1 s
+
+
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.01)
+
+
+async def _with_locker(redis_url: str, body: Callable[[aioredis.Redis, Locker], Awaitable[None]]) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        await body(client, Locker(client, ttl_ms=TTL_MS))
+    finally:
+        await client.aclose()
+
+
+def test_a_held_lease_outlives_its_ttl(redis_url: str) -> None:
+    async def body(client: aioredis.Redis, locker: Locker) -> None:
+        lease = await locker.acquire("a" * 32)
+        await asyncio.sleep(3 * TTL_MS / 1000)  # the scenario: held for three TTLs
+        assert await client.get("tuskit:lock:" + "a" * 32) == lease.token.encode()
+        assert not lease.lost
+        await lease.release()
+
+    asyncio.run(_with_locker(redis_url, body))
+
+
+def test_release_while_renewing_ends_the_renewer_and_frees_the_upload(redis_url: str) -> None:
+    async def body(client: aioredis.Redis, locker: Locker) -> None:
+        lease: Lease = await locker.acquire("b" * 32)
+        await _until(lambda: lease._renewer is not None, "renewal started")
+        await lease.release()
+        renewer = lease._renewer
+        assert renewer is not None
+        await _until(renewer.done, "the renewer ended")
+        assert await client.exists("tuskit:lock:" + "b" * 32) == 0
+        assert not lease.lost
+        again = await locker.acquire("b" * 32)  # free for the next request at once
+        await again.release()
+
+    asyncio.run(_with_locker(redis_url, body))
