@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from faults import tus_ops
@@ -48,7 +47,7 @@ def _send_through(proxy: FaultProxy, upload_url: str, source: Source,
 
 @pytest.mark.parametrize("with_checksum", [False, True], ids=["plain", "upload-checksum"])
 def test_cut_mid_patch_keeps_the_bytes_that_arrived(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path, with_checksum: bool
+    server_factory: Callable[..., ServerProcess], with_checksum: bool
 ) -> None:
     """Without a chunk checksum every byte that arrived is kept; with one, the cut chunk cannot be verified,
     so none of it is (the offset stays where it was), and the client sends it again."""
@@ -73,7 +72,7 @@ def test_cut_mid_patch_keeps_the_bytes_that_arrived(
 
 
 def test_stalled_patch_is_closed_by_the_network_timeout_and_keeps_its_bytes(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    server_factory: Callable[..., ServerProcess]
 ) -> None:
     server = server_factory("--network-timeout", "2s")
     source = Source(os.urandom(3 * MIB))
@@ -93,7 +92,7 @@ def test_stalled_patch_is_closed_by_the_network_timeout_and_keeps_its_bytes(
 
 
 def test_reconnecting_client_releases_its_old_half_open_writer(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    server_factory: Callable[..., ServerProcess]
 ) -> None:
     server = server_factory("--network-timeout", "300s")  # the stale writer is not timed out: it is asked to go
     source = Source(os.urandom(4 * MIB))

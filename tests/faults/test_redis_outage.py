@@ -49,7 +49,7 @@ def _head_when_back(url: str, timeout: float = 40) -> requests.Response:
 
 
 def test_redis_stopped_and_started_mid_upload(
-    own_redis: RedisProcess, server_factory: Callable[..., ServerProcess], tmp_path: Path
+    own_redis: RedisProcess, server_factory: Callable[..., ServerProcess]
 ) -> None:
     server = server_factory("--redis-url", own_redis.url)
     source = Source(os.urandom(3 * MIB))

@@ -31,7 +31,7 @@ def _on(server: ServerProcess, upload_url: str) -> str:
 
 
 def test_sigterm_mid_patch_answers_503_keeps_bytes_and_resumes_after_restart(
-    server_factory: Callable[..., ServerProcess], tmp_path: Path
+    server_factory: Callable[..., ServerProcess]
 ) -> None:
     server = server_factory()
     source = Source(os.urandom(3 * MIB))
