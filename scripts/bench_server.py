@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -223,6 +224,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers and delete the data on kill
     plan = Plan.scaled(args.size)
     work = Path(tempfile.mkdtemp(prefix="tuskit-bench-", dir=args.workdir))
     targets: list[RunningServer] = []

@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 OFFSET_TYPE = "application/offset+octet-stream"
 _PIECE = 256 * 1024  # body bytes per write before waiting for the socket to drain
+REPLY_TIMEOUT = 120.0  # seconds from the last byte sent to the status line (a 1 GiB fsync included)
 
 
 class BenchError(Exception):
@@ -81,7 +82,11 @@ class TusConnection:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _reply(self) -> Reply:
-        """Read one response; its body is kept (there is one only on errors, a short text)."""
+        """Read one response; a server that never answers is a TimeoutError (an OSError), not a hung run."""
+        return await asyncio.wait_for(self._read_reply(), REPLY_TIMEOUT)
+
+    async def _read_reply(self) -> Reply:
+        """Its body is kept: there is one only on errors, a short text."""
         head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, *lines = head[:-4].split("\r\n")
         headers = {}

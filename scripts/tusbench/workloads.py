@@ -73,7 +73,10 @@ async def file_upload(endpoint: str, file: Path, size: int, upload_metadata: str
 async def _patch_loop(conn: TusConnection, path: str, body: bytes, count: int) -> tuple[int, str | None]:
     """`count` PATCHes in a row: how many succeeded, and the failure that ended the loop early."""
     for i in range(count):
-        reply = await conn.patch(path, i * len(body), body)
+        try:
+            reply = await conn.patch(path, i * len(body), body)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            return i, f"PATCH {i + 1}: {type(exc).__name__}: {exc}"
         if reply.status != 204:
             return i, str(failure(f"PATCH {i + 1}", reply))
     return count, None
