@@ -35,7 +35,6 @@ class Connection:
     forwarded: int = 0  # client -> server bytes the server was sent
     faulted: threading.Event = field(default_factory=threading.Event)
     closed_by_server: threading.Event = field(default_factory=threading.Event)
-    closed: threading.Event = field(default_factory=threading.Event)
 
 
 class FaultProxy:
@@ -106,7 +105,6 @@ class FaultProxy:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.close()
-            conn.closed.set()
             return
         upstream = asyncio.ensure_future(self._client_to_server(conn, client_r, server_w))
         downstream = asyncio.ensure_future(self._server_to_client(conn, server_r, client_w))
@@ -121,7 +119,6 @@ class FaultProxy:
                 writer.close()
                 with contextlib.suppress(OSError, asyncio.CancelledError):
                     await writer.wait_closed()
-            conn.closed.set()
 
     async def _client_to_server(self, conn: Connection, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter) -> None:
