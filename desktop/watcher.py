@@ -3,7 +3,8 @@
 Polling (`--poll`) is for network mounts, where kernel notifications do not see other machines' writes.
 When the kernel refuses more inotify watches (a big tree under the default `fs.inotify.max_user_watches`),
 the watcher says so, with the sysctl that raises the limit, and falls back to polling rather than
-silently missing files. Whatever a watcher misses, the engine's periodic rescan still finds.
+silently missing files (watchdog itself skips subfolders it cannot watch without a word, so the tree is
+probed first: see inotify_room). Whatever a watcher misses, the engine's periodic rescan still finds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+
+from tuskit.desktop.inotify_room import inotify_refusal
 
 log = logging.getLogger("tuskit.desktop.watcher")
 
@@ -76,10 +79,13 @@ class FolderWatcher:
     def start(self) -> None:
         if not self.polling:
             try:
+                refusal = inotify_refusal(self.root)
+                if refusal is not None:
+                    raise refusal
                 self._observer = self._start(Observer())
                 return
             except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                if exc.errno not in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
                     raise
                 self._on_notice(WATCH_LIMIT_HELP.format(detail=exc.strerror, root=self.root), "warning")
                 self.polling = True

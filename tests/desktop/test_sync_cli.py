@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -168,3 +169,35 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
     assert f"sha256={digest.hexdigest()}" in second.stdout
     assert counting_proxy.body_bytes < 1.2 * size
     assert hashlib.sha256(requests.get(url, timeout=60).content).hexdigest() == digest.hexdigest()
+
+
+def _can_limit_inotify() -> bool:
+    """A child user namespace has its own inotify limits (/proc/sys/user): lowering them there leaves the
+    machine's alone. Some sandboxes forbid user namespaces."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c",
+                            "echo 5 > /proc/sys/user/max_inotify_watches"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("unshare") or not _can_limit_inotify(),
+                    reason="needs unshare and user namespaces to lower the inotify limit for one process")
+def test_inotify_watch_limit_falls_back_to_polling_with_the_sysctl(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = tmp_path / "in"
+    for i in range(20):  # more folders than the 5 watches allowed below
+        (root / f"sub{i}").mkdir(parents=True)
+    script = ("echo 5 > /proc/sys/user/max_inotify_watches && exec \"$0\" -m tuskit sync \"$1\" --server \"$2\" "
+              "--journal \"$3\" --quiet 0.3")
+    proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "sh", "-c", script, sys.executable, str(root),
+                             tus_server.url, str(tmp_path / "j.db")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
+    try:
+        out = _Reader(proc)
+        wait_for(lambda: "polling instead" in out.text(), what="the fallback notice")
+        assert "sudo sysctl fs.inotify.max_user_watches=" in out.text()
+        late = root / "sub17" / "late.jpg"
+        late.write_bytes(b"written after start, seen by the poller")
+        wait_for(lambda: f"done {late}" in out.text(), what="the late file, found by polling")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0, out.text()
