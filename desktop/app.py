@@ -145,8 +145,7 @@ class TuskitApp(App[int]):
     def _render_changes(self, changes: Changes, now: float) -> None:
         self._table.drop(changes.removed)
         self._table.show(self.model, changes.rows, now)
-        for level, text in changes.log:
-            self._write_log(level, text)
+        self._write_log(*changes.log)
         for alert in self._alert_gate.admit(changes.alerts, now):
             self._toast(alert)
         if changes.backoff_started:
@@ -201,10 +200,13 @@ class TuskitApp(App[int]):
         self._status.show(self.model, now)
         self._totals.show(self.model, now, wide=self.size.width >= WIDE_FROM)
 
-    def _write_log(self, level: str, text: str) -> None:
-        line = Text(time.strftime("%H:%M:%S "), style="dim")
-        line.append(text, style=LOG_STYLES.get(level, ""))
-        self._log.write(line)
+    def _write_log(self, *entries: tuple[str, str]) -> None:
+        """(level, text) lines in one write: RichLog renders per call, and a batch may carry a thousand."""
+        if not entries:
+            return
+        stamp = time.strftime("%H:%M:%S ")
+        lines = [Text.assemble((stamp, "dim"), (text, LOG_STYLES.get(level, ""))) for level, text in entries]
+        self._log.write(Text("\n").join(lines))
 
     # UI -> engine
 
@@ -227,7 +229,7 @@ class TuskitApp(App[int]):
         message.after()
 
     def _command_failed(self, exc: Exception) -> None:
-        self._write_log("error", f"command failed: {exc!r}")
+        self._write_log(("error", f"command failed: {exc!r}"))
         self._toast(Alert(str(exc) or repr(exc), "error", "Command failed"))
 
     def _selected_row(self) -> FileRow | None:

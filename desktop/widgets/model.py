@@ -206,8 +206,8 @@ class DashboardModel:
                 row.bytes_per_second, row.progress_at = 0.0, now
                 row.attempts += 1  # the engine counts an attempt each time a worker takes the file
                 changes.rows.add(path)
-                resumed = f" from {offset * 100 // max(size, 1)}%" if offset else ""
-                changes.log.append(("info", f"uploading {self.display_name(path)}{resumed}"))
+                if offset:  # a fresh start is plain from the table; a resume is worth a line
+                    changes.log.append(("info", f"resuming {self.display_name(path)} at {offset * 100 // size}%"))
                 self._set_connection("online")
             case Progress(path=path, sent=sent, size=size, bytes_per_second=speed):
                 row = self._row(path, size)
