@@ -83,9 +83,7 @@ class FileTable(DataTable[Text]):
             if path not in paths:
                 continue
             cells = self._cells(model, row, now)
-            try:
-                self.get_row_index(path)
-            except RowDoesNotExist:
+            if path not in self.rows:  # RowKey compares equal to its string
                 self.add_row(*cells, key=path)
                 continue
             for key, cell in zip(keys, cells, strict=True):
