@@ -293,6 +293,8 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "palette hits")
         await pilot.press("enter")
         await until(pilot, lambda: app.model.paused_all, "pause-all from the command palette")
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert "Resume every upload" in titles and "Pause every upload" not in titles  # only what applies
 
         await pilot.press("q")
         await until(pilot, lambda: app.return_code == 0, "the app to quit", timeout=15)
