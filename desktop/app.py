@@ -86,7 +86,7 @@ class TuskitApp(App[int]):
         self._backoff_toast = BackoffToast(self)
         self._alert_gate = AlertGate()
         self._status = StatusBar(engine.config.server_url, id="status")
-        self._table = FileTable(id="files")
+        self._table = FileTable(self.model, id="files")
         self._totals = TotalsBar(id="totals")
         self._log = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
         self._binding_state: tuple[bool, str | None] = (False, None)
@@ -110,12 +110,9 @@ class TuskitApp(App[int]):
         now = time.monotonic()
         self.model.load(self.engine.snapshot(), now)
         self.model.take_changes()
-        self._table.rebuild(self.model, now, self.size.width)
+        self._table.rebuild(now)
         self._redraw_status(now)
         self.set_interval(1.0, self._tick)
-
-    def on_resize(self) -> None:
-        self._table.rebuild(self.model, time.monotonic(), self.size.width)
 
     # Engine -> UI
 
@@ -144,7 +141,7 @@ class TuskitApp(App[int]):
 
     def _render_changes(self, changes: Changes, now: float) -> None:
         self._table.drop(changes.removed)
-        self._table.show(self.model, changes.rows, now)
+        self._table.show(changes.rows, now)
         self._write_log(*changes.log)
         for alert in self._alert_gate.admit(changes.alerts, now):
             self._toast(alert)
@@ -189,7 +186,7 @@ class TuskitApp(App[int]):
         waiting = self.model.backoff_until is not None
         self.model.tick(now)
         moving = {path for path, row in self.model.rows.items() if row.state in ("uploading", "backing-off")}
-        self._table.show(self.model, moving, now)
+        self._table.show(moving, now)
         if waiting or self.model.backoff_until is not None:
             self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)
         if (summary := self._alert_gate.flush(now)) is not None:

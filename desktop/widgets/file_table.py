@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
@@ -39,10 +41,13 @@ _NOTE_SHARE = 0.45
 
 
 class FileTable(DataTable[Text]):
-    """Keyed by path; `rebuild` after a width change (column widths are fixed when columns are added)."""
+    """Keyed by path, drawn from the model; rebuilt when the terminal's width changes (column widths are
+    fixed when columns are added)."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, model: DashboardModel, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.model = model
+        self._built_for = 0
         self._bar_width = _NARROW_BAR
         self._name_width = _MIN_NAME
         self._note_width = 0
@@ -56,8 +61,14 @@ class FileTable(DataTable[Text]):
             return None
         return key.value
 
-    def rebuild(self, model: DashboardModel, now: float, width: int) -> None:
-        """Re-create columns sized for `width` and every row, keeping the cursor on the same file."""
+    def on_resize(self) -> None:
+        if self.app.size.width != self._built_for:
+            self.rebuild(time.monotonic())
+
+    def rebuild(self, now: float) -> None:
+        """Re-create columns sized for the terminal's width and every row, keeping the cursor on the same file."""
+        model = self.model
+        width = self._built_for = self.app.size.width
         selected = self.selected_path()
         wide = width >= WIDE_FROM
         self._bar_width = _WIDE_BAR if wide else _NARROW_BAR
@@ -72,17 +83,18 @@ class FileTable(DataTable[Text]):
         if wide:
             self.add_column("Note", width=self._note_width, key="note")
         for row in model.rows.values():
-            self.add_row(*self._cells(model, row, now), key=row.path)
+            self.add_row(*self._cells(row, now), key=row.path)
         if selected in model.rows:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
-    def show(self, model: DashboardModel, paths: set[str], now: float) -> None:
+    def show(self, paths: set[str], now: float) -> None:
         """Add rows for new paths (in the model's order) and redraw the cells of known ones."""
+        model = self.model
         keys = [column.key for column in self.ordered_columns]
         for path, row in model.rows.items():
             if path not in paths:
                 continue
-            cells = self._cells(model, row, now)
+            cells = self._cells(row, now)
             if path not in self.rows:  # RowKey compares equal to its string
                 self.add_row(*cells, key=path)
                 continue
@@ -96,14 +108,14 @@ class FileTable(DataTable[Text]):
             except RowDoesNotExist:
                 continue
 
-    def _cells(self, model: DashboardModel, row: FileRow, now: float) -> tuple[Text, ...]:
+    def _cells(self, row: FileRow, now: float) -> tuple[Text, ...]:
         style = STATE_STYLES.get(row.state, "")
         if row.state == "backing-off" and row.retry_at is not None:
             eta = Text(f"⟳{human_duration(max(row.retry_at - now, 0))}", style="magenta")
         else:
             eta = Text(human_duration(row.eta(now)) if row.state == "uploading" else NONE_MARK)
         cells = (
-            Text(shorten_path(model.display_name(row.path), self._name_width)),
+            Text(shorten_path(self.model.display_name(row.path), self._name_width)),
             Text(human_bytes(row.size), justify="right"),
             progress_bar(row.fraction, self._bar_width, "green" if row.state == "done" else "cyan"),
             Text(human_rate(row.speed(now)), justify="right"),

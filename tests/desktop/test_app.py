@@ -320,26 +320,26 @@ def test_a_journal_in_use_by_another_engine_ends_the_dashboard_with_a_reason(tmp
     assert not app.model.rows  # nothing was shown as if it were syncing
 
 
-def test_every_column_fits_at_80_columns_and_the_wide_layout_widens_the_bars(tmp_path: Path,
-                                                                             tus_server: ServerProcess) -> None:
+def test_every_column_fits_at_80_columns_and_a_wider_terminal_gets_the_wide_layout(
+        tmp_path: Path, tus_server: ServerProcess) -> None:
     root = tmp_path / "watched"
     root.mkdir()
     (root / "a_rather_long_file_name_from_a_camera_import_0001.jpg").write_bytes(b"j" * 100)
     widths: dict[int, tuple[int, int, int]] = {}
 
-    def measure(columns: int) -> Scenario:
-        async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
-            await until(pilot, lambda: app.query_one(FileTable).row_count == 1, "the row")
-            table = app.query_one(FileTable)
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        table = app.query_one(FileTable)
+        await until(pilot, lambda: table.row_count == 1, "the row")
+        for columns, rows in ((80, 24), (160, 48)):
+            await pilot.resize_terminal(columns, rows)
+            await until(pilot, lambda c=columns: table.size.width == c, "the table to take the new width")
+            await pilot.pause()
             progress = table.columns[ColumnKey("progress")].width
             widths[columns] = (table.virtual_size.width, table.size.width, progress)
             assert (ColumnKey("note") in table.columns) == (columns >= 120)  # why a file waits, when there is room
             assert app.query_one(RichLog).size.height >= 4
 
-        return scenario
-
-    for size in ((80, 24), (160, 48)):
-        drive(config(tmp_path, root, tus_server.url, journal_path=tmp_path / f"j{size[0]}.db"), measure(size[0]), size)
+    drive(config(tmp_path, root, tus_server.url), scenario, size=(80, 24))
     for columns, (content, visible, _) in widths.items():
         assert content <= visible, f"the table scrolls sideways at {columns} columns"
     assert widths[160][2] > widths[80][2]
