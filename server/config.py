@@ -28,7 +28,7 @@ class ServerConfig:
     network_timeout: float = 60.0  # seconds a PATCH may send nothing before we close it
     behind_proxy: bool = False
     sweep_interval: float = 60.0
-    chunk_size: int = 256 * 1024  # tornado's read size for request bodies
+    chunk_size: int = 1024 * 1024  # tornado's read size for request bodies: one piece per flush_bytes
     # post-processing
     accept: tuple[str, ...] = ()  # MIME patterns (image/*, application/pdf); empty: anything
     thumbnail_sizes: tuple[int, ...] = (256,)  # long side in pixels

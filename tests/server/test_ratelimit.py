@@ -56,8 +56,8 @@ def test_rate_limits_are_off_by_default(tus_server: ServerProcess) -> None:
 
 
 def test_byte_rate_slows_a_patch_without_refusing_it(server_factory: Callable[..., ServerProcess]) -> None:
-    srv = server_factory("--byte-rate", "512KiB")
-    body = os.urandom(3 * 512 * 1024)
+    srv = server_factory("--byte-rate", "1MiB")
+    body = os.urandom(3 * 1024 * 1024)  # three of the server's 1 MiB read pieces, about two seconds
     url = create(srv.url, len(body)).headers["Location"]
     result: list[requests.Response] = []
     sender = threading.Thread(target=lambda: result.append(patch(url, 0, body)))
