@@ -110,12 +110,13 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
     root = tmp_path / "watched"
     root.mkdir()
     slow = root / "slow.bin"
-    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=256 * KiB, chunk_size=128 * KiB)
+    cfg = config(tmp_path, root, tus_server.url, bandwidth_limit=512 * KiB, chunk_size=128 * KiB)
 
     async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
         await pilot.pause()
-        slow.write_bytes(b"\x5a" * (1024 * KiB))  # four seconds at the limit
-        await until(pilot, lambda: has_row(app, slow) and cell(app, slow, "state") == "uploading", "upload start")
+        slow.write_bytes(b"\x5a" * (2048 * KiB))  # four seconds at the limit, PATCHed in chunks
+        await until(pilot, lambda: has_row(app, slow) and app.model.rows[str(slow)].url is not None
+                    and app.model.rows[str(slow)].sent > 256 * KiB, "chunks on their way")
 
         await until(pilot, lambda: footer(app).get("space") == "Pause", "the footer to offer pause")
         await pilot.press("space")
@@ -133,6 +134,8 @@ def test_pause_and_resume_the_selected_file_and_everything(tmp_path: Path, tus_s
         await pilot.press("p")
         await until(pilot, lambda: not app.model.paused_all, "the engine to announce everything resumed")
         await until(pilot, lambda: cell(app, slow, "state") == "done", "slow.bin done after the pauses")
+        log = "\n".join(line.text for line in app.query_one(RichLog).lines)
+        assert "resuming slow.bin at" in log  # the pauses kept the server's offset: no restart from zero
 
     drive(cfg, scenario)
 
