@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from tuskit.desktop.events import (
     BackingOff,
@@ -25,9 +24,10 @@ from tuskit.desktop.events import (
     Resumed,
     Started,
 )
+from tuskit.desktop.status import ACTIVE, FileStatus
 
-PAUSABLE = frozenset({"queued", "uploading", "backing-off"})
-"""States a pause applies to; done and failed files have nothing left to pause."""
+PAUSABLE = frozenset(ACTIVE)
+"""States a pause applies to (the engine's active ones); done and failed files have nothing left to pause."""
 
 STALE_SPEED_SECONDS = 5.0
 """A file that reported no progress for this long counts as not moving, whatever its last speed was."""
@@ -36,18 +36,6 @@ HISTORY_LENGTH = 120
 
 NOT_CONTACTED = "not contacted yet"
 """The engine talks to the server only to upload: until then nobody knows whether it answers."""
-
-
-class FileStatusLike(Protocol):
-    """The fields of the engine's `FileStatus` the dashboard reads (kept structural: the engine owns the type)."""
-
-    path: str
-    size: int
-    sent: int
-    state: str
-    error: str | None
-    url: str | None
-    attempts: int
 
 
 @dataclass
@@ -183,7 +171,7 @@ class DashboardModel:
                 return str(target.relative_to(root))
         return target.name
 
-    def load(self, statuses: Iterable[FileStatusLike], now: float) -> None:
+    def load(self, statuses: Iterable[FileStatus], now: float) -> None:
         """Rows from the engine's snapshot, for a dashboard that starts after the engine learned things."""
         for status in statuses:
             row = self._row(status.path, status.size)
