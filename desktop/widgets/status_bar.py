@@ -11,7 +11,7 @@ CONNECTION_STYLES = {"online": "green", "rate-limited": "yellow", NOT_CONTACTED:
 
 
 class StatusBar(Static):
-    """Redrawn when the model says its status changed, and each second while a server-wide wait counts down."""
+    """Redrawn after each batch of events and once a second, so a server-wide wait counts down here too."""
 
     def __init__(self, server_url: str, *, id: str | None = None) -> None:
         super().__init__(id=id, markup=False)
