@@ -71,6 +71,11 @@ def footer(app: TuskitApp) -> dict[str, str]:
     return {key.key: key.description for key in app.screen.query("FooterKey")}  # type: ignore[attr-defined]
 
 
+def engine_threads_started_since(before: set[threading.Thread]) -> list[str]:
+    """The engine's upload workers still alive that this test started (other tests' leftovers do not count)."""
+    return [t.name for t in threading.enumerate() if t not in before and t.name.startswith("tuskit-upload")]
+
+
 def engine_state(app: TuskitApp, path: Path) -> str | None:
     return next((s.state for s in app.engine.snapshot() if s.path == str(path)), None)
 
@@ -156,8 +161,9 @@ def test_leaving_mid_upload_stops_the_engine_and_keeps_the_offset(tmp_path: Path
         await until(pilot, lambda: streaming(app), "chunks on their way")
         # leaving run_test now shuts the app down while progress events are still arriving
 
+    before = set(threading.enumerate())
     app = drive(cfg, scenario)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("tuskit-upload")], "engine not stopped"
+    assert not engine_threads_started_since(before), "the engine was not stopped"
     status = next(s for s in app.engine.snapshot() if s.path == str(slow))
     assert status.state == "queued" and status.url is not None
     assert 0 < status.sent < status.size  # the next start resumes from here
@@ -302,8 +308,9 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         await pilot.press("q")
         await until(pilot, lambda: app.return_code == 0, "the app to quit", timeout=15)
 
+    before = set(threading.enumerate())
     drive(cfg, scenario)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("tuskit-upload")], "engine not stopped"
+    assert not engine_threads_started_since(before), "the engine was not stopped"
 
 
 def test_a_journal_in_use_by_another_engine_ends_the_dashboard_with_a_reason(tmp_path: Path,
