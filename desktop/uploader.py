@@ -33,7 +33,7 @@ from tuskit.desktop.throttle import Throttle
 
 BLOCK = 256 * 1024  # progress and cancellation granularity inside a chunk
 # files up to this size go in the creation request itself (creation-with-upload): one round trip instead of
-# two, which is what bounds small-file throughput; a crash mid-POST loses at most this much
+# two, which is what a distant server's latency costs per small file; a crash mid-POST wastes at most this
 SMALL_FILE = 1024 * 1024
 FAST_CHUNK = 0.5  # seconds: a chunk sent faster than this makes the next one twice as big
 
