@@ -62,7 +62,7 @@ class EmbeddedRedis:
     """A redis-server child process owning `<data_dir>/redis/`."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.dir = Path(data_dir) / "redis"
+        self.dir = Path(data_dir).resolve() / "redis"  # redis-server chdirs into --dir: relative paths would break
         self.dir.mkdir(parents=True, exist_ok=True)
         sock = self.dir / "redis.sock"
         if len(str(sock)) > _MAX_UNIX_PATH:
