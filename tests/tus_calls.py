@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -10,24 +9,18 @@ from typing import Any, TypeVar
 
 import requests
 
-from support import TUS
+from support import b64, create_upload, patch_upload
 
 T = TypeVar("T")
-OCTET = {"Content-Type": "application/offset+octet-stream"}
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def create(url: str, length: int, headers: dict[str, str] | None = None, **metadata: str) -> requests.Response:
-    meta = {"Upload-Metadata": ",".join(f"{k} {b64(v)}" for k, v in metadata.items())} if metadata else {}
-    return requests.post(url, headers={**TUS, "Upload-Length": str(length), **meta, **(headers or {})}, timeout=30)
+    """create_upload with metadata given as text keyword arguments."""
+    meta = ",".join(f"{k} {b64(v)}" for k, v in metadata.items()) if metadata else None
+    return create_upload(url, length, metadata=meta, headers=headers)
 
 
-def patch(url: str, offset: int, data: bytes, headers: dict[str, str] | None = None) -> requests.Response:
-    return requests.patch(url, data=data, headers={**TUS, **OCTET, "Upload-Offset": str(offset), **(headers or {})},
-                          timeout=60)
+patch = patch_upload
 
 
 def upload(endpoint: str, data: bytes, headers: dict[str, str] | None = None, **metadata: str) -> str:
