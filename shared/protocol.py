@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -164,4 +165,10 @@ def parse_concat(value: str | None) -> Concat | None:
 
 def http_date(timestamp: float) -> str:
     """IMF-fixdate (RFC 9110), the format of Upload-Expires."""
-    return formatdate(timestamp, usegmt=True)
+    return _http_date_of_second(int(timestamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date_of_second(second: int) -> str:
+    """Whole seconds are all the format shows, and a busy server formats the same one for many responses."""
+    return formatdate(second, usegmt=True)
