@@ -149,6 +149,10 @@ def _ratio(ours: float, theirs: float | None, higher_is_better: bool) -> float |
     return ours / theirs if higher_is_better else theirs / ours
 
 
+def _times(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+
+
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else "met" if ok else "MISSED"
 
@@ -160,7 +164,7 @@ def table(plan: Plan, ours: Figures, theirs: Figures | None) -> list[tuple[str, 
             higher_is_better: bool = True, goal: str = "", ok: Callable[[float | None], bool | None] | None = None,
             ) -> None:
         ratio = _ratio(value(ours), value(theirs) if theirs else None, higher_is_better) if value else None
-        rows.append((label, fmt(ours), fmt(theirs) if theirs else "-", f"{ratio:.2f}x" if ratio else "",
+        rows.append((label, fmt(ours), fmt(theirs) if theirs else "-", _times(ratio),
                      goal, _verdict(ok(ratio)) if ok else ""))
 
     big = _size(plan.big)
@@ -187,7 +191,7 @@ def table(plan: Plan, ours: Figures, theirs: Figures | None) -> list[tuple[str, 
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.0f}"
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 def _verification_share(f: Figures) -> float:
