@@ -367,10 +367,15 @@ class Engine:
             return self.journal.update(job, state=UPLOADING, attempts=row.attempts + 1, error=None), attempt
 
     def _run(self, job: int, tus: TusSession) -> None:
-        claimed = self._begin(job)
-        if claimed is None:
-            return
-        row, attempt = claimed
+        try:
+            # wait out a server-wide hold before claiming the file, so a waiting file does not look "uploading";
+            # only workers holding a file wait here, so the one that goes first (the probe) has a request to make
+            if self._gate.wait_open(self._stopping) and (claimed := self._begin(job)) is not None:
+                self._attempt(job, tus, *claimed)
+        finally:
+            self._gate.release()
+
+    def _attempt(self, job: int, tus: TusSession, row: Version, attempt: Attempt) -> None:
         try:
             sha256 = row.sha256 or sha256_prefix(row.path, row.size, attempt.cancelled)
             if row.sha256 is None:
@@ -389,7 +394,6 @@ class Engine:
         except Exception as exc:
             self._after_failure(row, attempt, exc)
         finally:
-            self._gate.release()
             with self._lock:
                 self._attempts.pop(job, None)
 
