@@ -457,6 +457,8 @@ class Engine:
         decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
                           wait_out_unreachable=self.config.watch)
         attempts = row.attempts if decision.counts else row.attempts - 1
+        if err.status is not None and err.kind != RATE_LIMITED:
+            self._gate.succeeded()  # the server answered, and not with "wait": the probe is over
         if err.kind == UNREACHABLE:
             self._connection("offline", err.reason)
         if decision.server_wait and self._gate.close_for(decision.server_wait):
