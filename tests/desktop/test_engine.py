@@ -226,3 +226,21 @@ def test_ever_growing_file_is_uploaded_as_snapshots_then_whole(tmp_path: Path, t
     data = f.read_bytes()
     for d in done:  # each snapshot is exactly the prefix it claims, verified by the server's sha256
         assert remote_sha256(d.url) == hashlib.sha256(data[: d.size]).hexdigest() == d.sha256
+
+
+def test_a_file_deleted_before_its_upload_is_dropped_not_failed(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _root(tmp_path)
+    f = root / "gone-soon.txt"
+    f.write_bytes(b"short-lived")
+    os.utime(f, (time.time() - 60, time.time() - 60))
+    engine = Engine(config(tmp_path, root, tus_server.url, watch=False))
+    engine.pause()  # hold the queue so the file is journaled but not uploaded yet
+    engine.start()
+    try:
+        wait_for(lambda: state_of(engine, f) == "queued", what="the queued file")
+        f.unlink()
+        engine.resume()
+        assert engine.wait_idle(30)
+        assert engine.snapshot() == []
+    finally:
+        engine.stop()
