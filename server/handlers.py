@@ -92,9 +92,8 @@ class TusHandler(BaseHandler):
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if "Upload-Checksum" in h else None
         new_length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
         body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
-        self.lease = await self.service.lock(upload_id)
+        self.lease, upload = await self.service.lock_and_get(upload_id, self.owner())
         try:
-            upload = await self.service.get(upload_id, self.owner())
             await self._open_session(upload, offset, new_length, body_length, checksum)
         except BaseException:
             await self._release()

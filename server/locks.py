@@ -28,6 +28,11 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# take the lease and, only if taken, read a hash in the same round trip (nil: someone else holds it)
+_ACQUIRE_READING = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('HGETALL', KEYS[2])
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -47,6 +52,7 @@ class Lease:
         self._renewer: asyncio.Task[None] | None = None
         self._first_renewal: asyncio.TimerHandle | None = None
         self._released = False
+        self.read: dict[bytes, bytes] = {}  # the hash `acquire(read=...)` read as the lease was taken
 
     def _schedule_renewal(self) -> None:
         """Most leases (small PATCHes, HEADs) end before a renewal is due: a timer costs far less than a task."""
@@ -111,6 +117,7 @@ class Locker:
         self.poll_seconds = poll_seconds
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._acquire_reading = redis.register_script(_ACQUIRE_READING)
         self._held: dict[str, Lease] = {}
         self._listener: asyncio.Task[None] | None = None
         self.waits = 0  # how many acquisitions had to wait (for metrics)
@@ -159,8 +166,17 @@ class Locker:
         except aioredis.RedisError:
             self._orphans[upload_id] = token
 
-    async def acquire(self, upload_id: str) -> Lease:
-        """Take the lease, asking a current holder to let go; 423 if it is not free in time."""
+    async def _take(self, upload_id: str, token: str, read: str | None) -> dict[bytes, bytes] | None:
+        """One attempt: None if the lease is held, else the hash `read` (empty when not asked for)."""
+        if read is None:
+            return {} if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms) else None
+        flat = await self._acquire_reading(keys=[_LOCK + upload_id, read], args=[token, self.ttl_ms])
+        return None if flat is None else dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def acquire(self, upload_id: str, read: str | None = None) -> Lease:
+        """Take the lease, asking a current holder to let go; 423 if it is not free in time.
+
+        `read`: a hash to read as the lease is taken, in the same round trip (the lease's `read`)."""
         orphan = self._orphans.pop(upload_id, None)
         if orphan is not None:
             await self._drop(upload_id, orphan)
@@ -168,8 +184,9 @@ class Locker:
         deadline = time.monotonic() + self.wait_seconds
         next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
         while True:
-            if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms):
+            if (taken := await self._take(upload_id, token, read)) is not None:
                 lease = Lease(self, upload_id, token)
+                lease.read = taken
                 self._held[upload_id] = lease
                 lease._schedule_renewal()
                 return lease

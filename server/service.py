@@ -115,7 +115,19 @@ class UploadService:
     async def get(self, upload_id: str, owner: str) -> Upload:
         """The upload if it exists, is visible to `owner` and is not gone (404 / 410 otherwise)."""
         ids.check(upload_id)
-        upload = await self.state.get(upload_id)
+        return self._visible(await self.state.get(upload_id), owner)
+
+    async def lock_and_get(self, upload_id: str, owner: str) -> tuple[Lease, Upload]:
+        """The lease and `get` under it, in one Redis round trip instead of two (a PATCH's first step)."""
+        ids.check(upload_id)
+        lease = await self.locker.acquire(upload_id, read=self.state.key(upload_id))
+        try:
+            return lease, self._visible(self.state.parse(upload_id, lease.read), owner)
+        except BaseException:
+            await lease.release()
+            raise
+
+    def _visible(self, upload: Upload | None, owner: str) -> Upload:
         if upload is None or upload.owner != owner:
             raise errors.NOT_FOUND()
         if upload.status == FAILED:

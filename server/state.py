@@ -133,7 +133,15 @@ class StateStore:
             await pipe.execute()
 
     async def get(self, upload_id: str) -> Upload | None:
-        h = await self.redis.hgetall(_KEY + upload_id)
+        return self.parse(upload_id, await self.redis.hgetall(self.key(upload_id)))
+
+    @staticmethod
+    def key(upload_id: str) -> str:
+        """The upload's hash, for callers that read it in one round trip with something else."""
+        return _KEY + upload_id
+
+    @staticmethod
+    def parse(upload_id: str, h: dict[bytes, bytes]) -> Upload | None:
         return Upload.from_hash(upload_id, h) if h else None
 
     async def get_many(self, upload_ids: list[str]) -> list[Upload | None]:

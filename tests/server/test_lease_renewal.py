@@ -1,4 +1,5 @@
-"""Lease renewal on a real Redis: a lease outlives its TTL while held, and ends cleanly when released."""
+"""Leases on a real Redis: renewed while held, ended cleanly when released, and taken together with a read
+of the upload's state (a PATCH's first round trip)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
 import redis.asyncio as aioredis
 
+from tuskit.errors import TusError
 from tuskit.server.locks import Lease, Locker
 
 TTL_MS = 300  # renewals every 0.1 s
@@ -51,5 +54,22 @@ def test_release_while_renewing_ends_the_renewer_and_frees_the_upload(redis_url:
         assert not lease.lost
         again = await locker.acquire("b" * 32)  # free for the next request at once
         await again.release()
+
+    asyncio.run(_with_locker(redis_url, body))
+
+
+def test_acquire_reads_a_hash_as_the_lease_is_taken(redis_url: str) -> None:
+    async def body(client: aioredis.Redis, locker: Locker) -> None:
+        await client.hset("tuskit:upload:" + "c" * 32, mapping={"offset": "7", "status": "active"})
+        lease = await locker.acquire("c" * 32, read="tuskit:upload:" + "c" * 32)
+        assert lease.read == {b"offset": b"7", b"status": b"active"}
+        waiting = Locker(client, ttl_ms=TTL_MS, wait_seconds=0.3)  # another process: held, so 423, no read
+        with pytest.raises(TusError) as refused:
+            await waiting.acquire("c" * 32, read="tuskit:upload:" + "c" * 32)
+        assert refused.value.status == 423
+        await lease.release()
+        missing = await locker.acquire("d" * 32, read="tuskit:upload:" + "d" * 32)
+        assert missing.read == {}
+        await missing.release()
 
     asyncio.run(_with_locker(redis_url, body))
