@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -161,3 +163,18 @@ def raw_request(url: str, data: bytes, method: str = "GET", timeout: float = 30)
     with raw_connect(url, timeout) as sock:
         sock.sendall(data)
         return read_response(sock, method)
+
+
+T = TypeVar("T")
+
+
+def poll(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "condition", every: float = 0.02) -> T:
+    """The first truthy result of `probe`: tests wait for a condition, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
+        time.sleep(every)

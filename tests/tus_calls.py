@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import requests
 
-from support import b64, create_upload, patch_upload
+from support import b64, create_upload, patch_upload, poll
 
 T = TypeVar("T")
 
@@ -31,18 +30,6 @@ def upload(endpoint: str, data: bytes, headers: dict[str, str] | None = None, **
     done = patch(url, 0, data, headers)
     assert done.status_code == 204, done.text
     return url
-
-
-def poll(probe: Callable[[], T | None], timeout: float = 20.0, every: float = 0.05) -> T:
-    """The first truthy result of `probe`, or an AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        time.sleep(every)
 
 
 def processed_info(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import config, remote_sha256, running, state_of, wait_for
+from engine_support import config, remote_sha256, running, state_of
 
 from tuskit.desktop import events as ev
 from tuskit.desktop.engine import Engine
 from tuskit.desktop.runlock import JournalBusy
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, poll
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -45,7 +45,7 @@ def test_file_written_slowly_is_uploaded_once_after_it_stops_changing(tmp_path: 
                 out.flush()
                 time.sleep(0.15)  # the writer's pace, not synchronisation
             assert rec.of(ev.Queued) == []  # still being written: nothing queued yet
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), what="the upload")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the upload")
         assert engine.wait_idle(30)
         assert done.size == 8 * 64 * KiB
         assert len(rec.of(ev.Queued, str(f))) == 1 and len(rec.of(ev.Started, str(f))) == 1
@@ -61,7 +61,7 @@ def test_atomic_save_uploads_the_destination_only(tmp_path: Path, tus_server: Se
             temp = root / "notes.txt.tmp"
             temp.write_bytes(version)
             os.replace(temp, target)  # what editors do on save
-            wait_for(lambda v=version: any(d.size == len(v) for d in rec.of(ev.Done, str(target))),
+            poll(lambda v=version: any(d.size == len(v) for d in rec.of(ev.Done, str(target))),
                      what="the saved version")
         assert engine.wait_idle(30)
         assert {e.path for e in rec.of(ev.Queued)} == {str(target)}
@@ -81,7 +81,7 @@ def test_temporary_hidden_and_linked_files_are_not_uploaded(tmp_path: Path, tus_
         os.symlink(outside, root / "link.jpg")
         keep = root / "keep.jpg"
         keep.write_bytes(b"a real photo")
-        wait_for(lambda: rec.of(ev.Done, str(keep)), what="keep.jpg")
+        poll(lambda: rec.of(ev.Done, str(keep)), what="keep.jpg")
         assert engine.wait_idle(30)
         assert [s.path for s in engine.snapshot()] == [str(keep)]
         assert {e.path for e in rec.of(ev.Queued)} == {str(keep)}
@@ -113,13 +113,13 @@ def test_restart_resumes_from_the_servers_offset(tmp_path: Path, tus_server: Ser
     os.utime(f, (time.time() - 60, time.time() - 60))
     slow = config(tmp_path, root, tus_server.url, chunk_size=MiB, bandwidth_limit=2 * MiB)
     with running(slow) as (engine, _):
-        wait_for(lambda: any(s.sent >= 2 * MiB for s in engine.snapshot()), what="some progress")
+        poll(lambda: any(s.sent >= 2 * MiB for s in engine.snapshot()), what="some progress")
     [row] = Engine(slow).snapshot()
     assert row.state == "queued" and row.url
     server_offset = int(requests.head(row.url, headers=TUS, timeout=10).headers["Upload-Offset"])
     assert server_offset >= MiB
     with running(config(tmp_path, root, tus_server.url, chunk_size=MiB)) as (engine, rec):
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), what="the resumed upload")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the resumed upload")
         [started] = rec.of(ev.Started, str(f))
         assert started.url == row.url and started.offset == server_offset > 0
         assert remote_sha256(done.url) == _sha(f)
@@ -130,9 +130,9 @@ def test_same_content_is_not_uploaded_again(tmp_path: Path, tus_server: ServerPr
     f = root / "same.txt"
     f.write_bytes(b"unchanging content")
     with running(config(tmp_path, root, tus_server.url)) as (engine, rec):
-        [first] = wait_for(lambda: rec.of(ev.Done, str(f)), what="the first upload")
+        [first] = poll(lambda: rec.of(ev.Done, str(f)), what="the first upload")
         os.utime(f, (time.time() + 5, time.time() + 5))  # touched: new mtime, same bytes
-        wait_for(lambda: len(rec.of(ev.Done, str(f))) == 2, what="the touched version")
+        poll(lambda: len(rec.of(ev.Done, str(f))) == 2, what="the touched version")
         assert engine.wait_idle(30)
         assert len(rec.of(ev.Queued, str(f))) == 2 and len(rec.of(ev.Started, str(f))) == 1
         assert rec.of(ev.Done, str(f))[1].url == first.url
@@ -153,7 +153,7 @@ def test_folder_moved_in_and_root_added_later_are_scanned(tmp_path: Path, tus_se
         os.rename(staging, root / "album")
         engine.add_root(second)
         wanted = {str(root / "album" / "one.jpg"), str(root / "album" / "two.jpg"), str(second / "three.jpg")}
-        wait_for(lambda: {d.path for d in rec.of(ev.Done)} == wanted, what="the moved-in and added files")
+        poll(lambda: {d.path for d in rec.of(ev.Done)} == wanted, what="the moved-in and added files")
 
 
 def test_polling_observer_and_coalesced_progress(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -163,7 +163,7 @@ def test_polling_observer_and_coalesced_progress(tmp_path: Path, tus_server: Ser
         assert engine.wait_idle(30)
         f = root / "polled.bin"
         f.write_bytes(os.urandom(3 * MiB))
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the polled file")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the polled file")
     assert remote_sha256(done.url) == _sha(f)
     progress = rec.of(ev.Progress, str(f))
     assert 0 < len(progress) < 12  # 12 blocks of 256 KiB went out over >= 0.75 s: one event per 0.25 s at most
@@ -219,7 +219,7 @@ def test_ever_growing_file_is_uploaded_as_snapshots_then_whole(tmp_path: Path, t
                 out.flush()
                 time.sleep(0.1)  # the writer's pace
         final = f.stat().st_size
-        wait_for(lambda: any(d.size == final for d in rec.of(ev.Done, str(f))), what="the whole file")
+        poll(lambda: any(d.size == final for d in rec.of(ev.Done, str(f))), what="the whole file")
         assert engine.wait_idle(30)
     done = rec.of(ev.Done, str(f))
     assert len(done) >= 2 and done[0].size < final
@@ -237,7 +237,7 @@ def test_a_file_deleted_before_its_upload_is_dropped_not_failed(tmp_path: Path, 
     engine.pause()  # hold the queue so the file is journaled but not uploaded yet
     engine.start()
     try:
-        wait_for(lambda: state_of(engine, f) == "queued", what="the queued file")
+        poll(lambda: state_of(engine, f) == "queued", what="the queued file")
         f.unlink()
         engine.resume()
         assert engine.wait_idle(30)

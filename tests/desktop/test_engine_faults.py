@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import config, remote_sha256, running, state_of, wait_for
+from engine_support import config, remote_sha256, running, state_of
 from http_fault_proxy import FaultProxy, Faults
 
 from tuskit.desktop import events as ev
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, poll
 
 MiB = 1024 * 1024
 
@@ -50,7 +50,7 @@ def test_429_retry_after_is_honoured_by_every_worker(tmp_path: Path, proxy: Faul
     (root / "b.bin").write_bytes(b"b" * 1000)
     proxy.faults = Faults(reject_first=3, reject_status=429, retry_after="1")
     with running(config(tmp_path, root, proxy.url(tus_server.url), workers=2)) as (engine, rec):
-        wait_for(lambda: len(rec.of(ev.Done)) == 2, what="both uploads")
+        poll(lambda: len(rec.of(ev.Done)) == 2, what="both uploads")
         assert engine.wait_idle(30)
     waits = rec.of(ev.BackingOff, None)
     assert waits and all(w.seconds >= 1.0 for w in waits)
@@ -68,7 +68,7 @@ def test_460_restarts_the_file_once_from_scratch(tmp_path: Path, proxy: FaultPro
     root, f = _file(tmp_path, "photo.raw", 2 * MiB)  # above SMALL_FILE: created empty, then PATCHed
     proxy.faults = Faults(corrupt_bodies=1)
     with running(config(tmp_path, root, proxy.url(tus_server.url))) as (engine, rec):
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), what="the upload after the restart")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the upload after the restart")
         assert engine.wait_idle(30)
     [failed] = rec.of(ev.Failed, str(f))
     assert "460" in failed.error and not failed.final
@@ -83,12 +83,12 @@ def test_460_twice_fails_with_the_reason_until_retried(tmp_path: Path, proxy: Fa
     root, f = _file(tmp_path, "photo.raw", 50_000)  # small: the bytes go in the creation POST
     proxy.faults = Faults(corrupt_bodies=2)
     with running(config(tmp_path, root, proxy.url(tus_server.url))) as (engine, rec):
-        wait_for(lambda: [e for e in rec.of(ev.Failed, str(f)) if e.final], what="the final failure")
+        poll(lambda: [e for e in rec.of(ev.Failed, str(f)) if e.final], what="the final failure")
         assert engine.wait_idle(30)
         [row] = engine.snapshot()
         assert row.state == "failed" and "sha256" in (row.error or "")
         assert engine.retry_failed() == 1
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), what="the retried upload")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the retried upload")
         assert remote_sha256(done.url) == _sha(f)
 
 
@@ -97,27 +97,27 @@ def test_pause_and_resume_one_file_and_everything(tmp_path: Path, tus_server: Se
     _, g = _file(tmp_path, "other.bin", 3 * MiB)
     cfg = config(tmp_path, root, tus_server.url, chunk_size=256 * 1024, bandwidth_limit=2 * MiB)
     with running(cfg) as (engine, rec):
-        wait_for(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(f)), what="progress")
+        poll(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(f)), what="progress")
         engine.pause(str(f))
-        wait_for(lambda: state_of(engine, f) == "paused", what="the paused state")
+        poll(lambda: state_of(engine, f) == "paused", what="the paused state")
         url = rec.of(ev.Started, str(f))[0].url
-        wait_for(lambda: rec.of(ev.Done, str(g)), what="the other file, which was not paused")
+        poll(lambda: rec.of(ev.Done, str(g)), what="the other file, which was not paused")
         assert state_of(engine, f) == "paused" and not rec.of(ev.Done, str(f))
         kept = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])  # settled by now
         engine.resume(str(f))
-        wait_for(lambda: rec.of(ev.Done, str(f)), what="the resumed file")
+        poll(lambda: rec.of(ev.Done, str(f)), what="the resumed file")
         resumed = rec.of(ev.Started, str(f))[-1]
         assert (resumed.url, resumed.offset) == (url, kept) and kept > 0  # continued, not restarted
         assert rec.of(ev.Paused, str(f)) and rec.of(ev.Resumed, str(f))
 
         h = root / "third.bin"
         h.write_bytes(os.urandom(2 * MiB))
-        wait_for(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(h)), what="progress on h")
+        poll(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(h)), what="progress on h")
         engine.pause()
-        wait_for(lambda: state_of(engine, h) == "queued", what="h back in the (held) queue")
+        poll(lambda: state_of(engine, h) == "queued", what="h back in the (held) queue")
         assert not engine.wait_idle(0.3) and not rec.of(ev.Done, str(h))
         engine.resume()
-        wait_for(lambda: rec.of(ev.Done, str(h)), what="h after resume all")
+        poll(lambda: rec.of(ev.Done, str(h)), what="h after resume all")
         assert remote_sha256(rec.of(ev.Done, str(h))[0].url) == _sha(h)
         assert rec.of(ev.Paused, None) and rec.of(ev.Resumed, None)
 
@@ -127,10 +127,10 @@ def test_file_changed_during_upload_is_requeued_and_uploaded_as_changed(tmp_path
     root, f = _file(tmp_path, "growing.bin", 2 * MiB)
     cfg = config(tmp_path, root, tus_server.url, chunk_size=256 * 1024, bandwidth_limit=2 * MiB)
     with running(cfg) as (engine, rec):
-        wait_for(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(f)), what="progress")
+        poll(lambda: any(s.sent > 0 for s in engine.snapshot() if s.path == str(f)), what="progress")
         with open(f, "ab") as out:
             out.write(os.urandom(MiB))
-        [done] = wait_for(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the changed file")
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the changed file")
         assert done.size == 3 * MiB
         assert remote_sha256(done.url) == _sha(f)
         assert any("changed during its upload" in n.message for n in rec.of(ev.Notice))
@@ -140,7 +140,7 @@ def test_remove_drops_a_file_from_the_queue(tmp_path: Path, tus_server: ServerPr
     root, f = _file(tmp_path, "unwanted.bin", 3 * MiB)
     cfg = config(tmp_path, root, tus_server.url, chunk_size=256 * 1024, bandwidth_limit=MiB)
     with running(cfg) as (engine, rec):
-        wait_for(lambda: any(s.sent > 0 for s in engine.snapshot()), what="progress")
+        poll(lambda: any(s.sent > 0 for s in engine.snapshot()), what="progress")
         engine.remove(str(f))
         assert engine.wait_idle(30)
         assert engine.snapshot() == [] and rec.of(ev.Removed, str(f)) and not rec.of(ev.Done)
@@ -168,12 +168,12 @@ def test_an_unreachable_server_is_waited_for_without_spending_attempts(tmp_path:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with running(config(tmp_path, root, f"http://127.0.0.1:{port}/files/", max_attempts=2)) as (engine, rec):
-        wait_for(lambda: len(rec.of(ev.Failed, str(f))) >= 3, what="three failed attempts")  # > max_attempts
+        poll(lambda: len(rec.of(ev.Failed, str(f))) >= 3, what="three failed attempts")  # > max_attempts
         assert not [e for e in rec.of(ev.Failed) if e.final] and state_of(engine, f) != "failed"
         assert rec.of(ev.BackingOff, None) and ev.Connection("offline", rec.of(ev.Failed)[0].error) in rec.events
         proxy = FaultProxy(tus_server.origin).start(port)  # the server is back
         try:
-            [done] = wait_for(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the upload once reachable")
+            [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the upload once reachable")
             assert remote_sha256(done.url) == _sha(f)
         finally:
             proxy.stop()

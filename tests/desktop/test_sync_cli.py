@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import wait_for
 from http_fault_proxy import FaultProxy
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, poll
 
 MiB = 1024 * 1024
 
@@ -152,11 +151,11 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
                              text=True, env=_env(tmp_path))
     try:
         out = _Reader(first)
-        url = wait_for(lambda: (m := re.search(r"started \S+ .*url=(\S+)", out.text())) and m.group(1),
+        url = poll(lambda: (m := re.search(r"started \S+ .*url=(\S+)", out.text())) and m.group(1),
                        timeout=60, what="the upload to start")
         # the journal records offsets the server confirmed (a HEAD here would make the server take the
         # upload's lease away from the running PATCH, as tusd does)
-        wait_for(lambda: _journal_offset(tmp_path / "j.db") >= 20 * MiB, timeout=60, what="confirmed bytes")
+        poll(lambda: _journal_offset(tmp_path / "j.db") >= 20 * MiB, timeout=60, what="confirmed bytes")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -192,11 +191,11 @@ def test_inotify_watch_limit_falls_back_to_polling_with_the_sysctl(tmp_path: Pat
                             stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
     try:
         out = _Reader(proc)
-        wait_for(lambda: "polling instead" in out.text(), what="the fallback notice")
+        poll(lambda: "polling instead" in out.text(), what="the fallback notice")
         assert "sudo sysctl fs.inotify.max_user_watches=" in out.text()
         late = root / "sub17" / "late.jpg"
         late.write_bytes(b"written after start, seen by the poller")
-        wait_for(lambda: f"done {late}" in out.text(), what="the late file, found by polling")
+        poll(lambda: f"done {late}" in out.text(), what="the late file, found by polling")
     finally:
         proc.terminate()
         proc.wait(20)
