@@ -95,7 +95,12 @@ class Lease:
         if self._on_release_request is not None:
             self._on_release_request()
 
-    async def release(self) -> None:
+    @property
+    def key(self) -> str:
+        return _LOCK + self.upload_id
+
+    def forget(self) -> None:
+        """The caller's own script deleted the lease in Redis (see StateStore.advance): end it here only."""
         if self.locker._held.get(self.upload_id) is self:  # a lost lease may have a successor here
             del self.locker._held[self.upload_id]
         self._released = True
@@ -103,6 +108,11 @@ class Lease:
             self._first_renewal.cancel()
         if self._renewer is not None:
             self._renewer.cancel()  # not awaited (see _renew_forever); a late renewal fails its token check
+
+    async def release(self) -> None:
+        if self._released:
+            return
+        self.forget()
         await self.locker._drop(self.upload_id, self.token)
 
 

@@ -481,16 +481,21 @@ class AppendSession:
             await self.service.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                            offset=self.committed, length=self.upload.length)
 
-    async def _commit(self) -> None:
+    async def _commit(self, release: bool = False) -> None:
+        """Record the offset; `release`: the session's work under the lease ends here, so the same round
+        trip releases it (it stays held when the offset could not be recorded)."""
         if self.written == self.committed or self.lease.lost:
             return
         expires = self.service._expiry()
+        lease = (self.lease.key, self.lease.token) if release else None
         try:
-            await self.service.state.advance(self.upload.id, self.committed, self.written, expires)
+            await self.service.state.advance(self.upload.id, self.committed, self.written, expires, lease)
         except OffsetConflict as exc:
             self.error = errors.UPLOAD_LOCKED(f"offset changed under this request ({exc})")
             self.running = None
             return
+        if release:
+            self.lease.forget()
         self.committed = self.written
         self.expires = expires
 
@@ -535,7 +540,8 @@ class AppendSession:
             if self.error is not None and self._unrecordable():
                 self.running = None
                 raise self.error
-            await self._commit()
+            # unless these bytes complete the upload (which finishes under the lease), the lease goes with them
+            await self._commit(release=self.error is None and self.written != self.upload.length)
             if self.error is not None:
                 raise self.error
             upload = replace(self.upload, offset=self.committed, expires=self.expires)

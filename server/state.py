@@ -25,6 +25,7 @@ _EXPIRY = "tuskit:expiry"
 _FINALS_OF = "tuskit:finals-of:"
 
 # Advance the offset only from the value the writer started at, and only while the upload is active.
+# With KEYS[3] (a lease) and ARGV[5] (its token), the writer's lease is released in the same round trip.
 _ADVANCE = """
 local cur = redis.call('HMGET', KEYS[1], 'offset', 'status')
 if not cur[1] then return -1 end
@@ -35,6 +36,7 @@ if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'expires', ARGV[3])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 end
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
@@ -151,10 +153,15 @@ class StateStore:
             hashes = await pipe.execute()
         return [Upload.from_hash(i, h) if h else None for i, h in zip(upload_ids, hashes, strict=True)]
 
-    async def advance(self, upload_id: str, old: int, new: int, expires: float | None) -> None:
-        """Compare-and-set the offset from `old` to `new`, sliding the expiry when given."""
-        result = await self._advance(keys=[_KEY + upload_id, _EXPIRY],
-                                     args=[old, new, "" if expires is None else repr(expires), upload_id])
+    async def advance(self, upload_id: str, old: int, new: int, expires: float | None,
+                      release: tuple[str, str] | None = None) -> None:
+        """Compare-and-set the offset from `old` to `new`, sliding the expiry when given; `release`: a lease
+        (key, token) to compare-and-delete if the offset moved (a PATCH's last round trip does both)."""
+        keys, args = [_KEY + upload_id, _EXPIRY], [old, new, "" if expires is None else repr(expires), upload_id]
+        if release is not None:
+            keys.append(release[0])
+            args.append(release[1])
+        result = await self._advance(keys=keys, args=args)
         if result != 1:
             raise OffsetConflict({-1: "gone", -2: "not active", -3: "offset moved"}.get(result, str(result)))
 

@@ -1,5 +1,5 @@
-"""Leases on a real Redis: renewed while held, ended cleanly when released, and taken together with a read
-of the upload's state (a PATCH's first round trip)."""
+"""Leases on a real Redis: renewed while held, ended cleanly when released, taken together with a read of
+the upload's state (a PATCH's first round trip) and released together with its offset (its last)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tuskit.errors import TusError
 from tuskit.server.locks import Lease, Locker
+from tuskit.server.state import OffsetConflict, StateStore
 
 TTL_MS = 300  # renewals every 0.1 s
 
@@ -71,5 +72,26 @@ def test_acquire_reads_a_hash_as_the_lease_is_taken(redis_url: str) -> None:
         missing = await locker.acquire("d" * 32, read="tuskit:upload:" + "d" * 32)
         assert missing.read == {}
         await missing.release()
+
+    asyncio.run(_with_locker(redis_url, body))
+
+
+def test_advance_releases_the_lease_only_when_the_offset_moves(redis_url: str) -> None:
+    async def body(client: aioredis.Redis, locker: Locker) -> None:
+        state, upload_id = StateStore(client), "e" * 32
+        await client.hset(state.key(upload_id), mapping={"offset": "0", "status": "active"})
+        lease = await locker.acquire(upload_id)
+        with pytest.raises(OffsetConflict):  # a stale writer: nothing recorded, the lease still held
+            await state.advance(upload_id, 5, 10, None, (lease.key, lease.token))
+        assert await client.get(lease.key) == lease.token.encode()
+        await state.advance(upload_id, 0, 10, None, (lease.key, lease.token))
+        assert await client.hget(state.key(upload_id), "offset") == b"10"
+        assert await client.exists(lease.key) == 0
+        lease.forget()
+        await lease.release()  # after forget: no second delete, which could hit a successor's lease
+        successor = await locker.acquire(upload_id)
+        await lease.release()
+        assert await client.get(successor.key) == successor.token.encode()
+        await successor.release()
 
     asyncio.run(_with_locker(redis_url, body))
