@@ -106,6 +106,7 @@ class Engine:
         self._scans = 0  # requested scans not finished yet
         self._scan_requests: queue.Queue[str | None] = queue.Queue()
         self._attempts: dict[int, Attempt] = {}
+        self._exact_offsets: dict[int, int] = {}  # version -> offset a 429'd PATCH proved (skips a HEAD)
         self._watchers: dict[Path, FolderWatcher] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -385,8 +386,10 @@ class Engine:
             if earlier is not None and earlier.id != job:
                 url = earlier.url or ""
             else:
+                with self._lock:
+                    known = self._exact_offsets.pop(job, None)
                 url = upload(tus, row.path, row.size, row.url, self._metadata(row, sha256), self.config.chunk_size,
-                             _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size)
+                             _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size, known)
             with self._lock:
                 self._wait_streak = 0
             self._settle(job, DONE, url=url, offset=row.size, error=None)
@@ -477,6 +480,8 @@ class Engine:
             current = self.journal.get(row.id)
             if current is None or current.state != UPLOADING:  # paused or removed meanwhile
                 return
+            if err.exact_offset is not None and not decision.restart:
+                self._exact_offsets[row.id] = err.exact_offset
             self.journal.update(row.id, state=BACKING_OFF if decision.delay else QUEUED, **changes)
             self._queue.put(row.id, decision.delay)
         if decision.delay:

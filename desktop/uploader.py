@@ -54,6 +54,8 @@ class UploadError(Exception):
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        # a PATCH refused by the rate limit (429) reached nothing: the server still has exactly this offset
+        self.exact_offset: int | None = None
 
 
 class Cancelled(Exception):
@@ -233,7 +235,10 @@ class _TusFile(Uploader):
         body = _ChunkBody(self.file_stream.fileno(), self.offset, length, self._hooks, self._throttle)
         resp = self._tus.request("PATCH", self.url, "send", data=body, headers=headers)
         if resp.status_code >= 300:
-            raise classify(resp, "send")
+            err = classify(resp, "send")
+            if resp.status_code == 429:  # refused before the offset was even looked at
+                err.exact_offset = self.offset
+            raise err
         offset = resp.headers.get("Upload-Offset")
         if offset is None or not offset.isdigit():
             raise UploadError(RETRYABLE, f"send: {resp.status_code} without a valid Upload-Offset", resp.status_code)
@@ -241,8 +246,13 @@ class _TusFile(Uploader):
 
 
 def upload(tus: TusSession, path: str, size: int, url: str | None, metadata: dict[str, str], chunk_size: int,
-           hooks: UploadHooks, throttle: Throttle, max_chunk_size: int | None = None) -> str:
+           hooks: UploadHooks, throttle: Throttle, max_chunk_size: int | None = None,
+           known_offset: int | None = None) -> str:
     """Create (or resume `url`) and send chunks until the server has `size` bytes; returns the URL.
+
+    Resuming asks the server for its offset with a HEAD, unless the last attempt ended with an
+    `exact_offset` (`known_offset`): under a request-rate limit that HEAD would spend the one request the
+    wait allowed, and the PATCH after it would be refused again, for ever.
 
     With `max_chunk_size`, a chunk that took less than FAST_CHUNK seconds doubles the next one (up to that
     size): every PATCH costs the server a state update and an fsync, which dominates short requests on a
@@ -253,7 +263,7 @@ def upload(tus: TusSession, path: str, size: int, url: str | None, metadata: dic
         hooks.before_request()
         if url:
             tus_file.url = url
-            tus_file.offset = tus_file.get_offset()
+            tus_file.offset = tus_file.get_offset() if known_offset is None else known_offset
             hooks.started(tus_file.url, tus_file.offset)
         elif 0 < size <= SMALL_FILE and tus.supports("creation-with-upload"):
             tus_file.url, tus_file.offset = tus_file.create_with_upload()

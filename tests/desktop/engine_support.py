@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-
-import requests
 
 from tuskit.desktop import events as ev
 from tuskit.desktop.config import SyncConfig
@@ -52,12 +49,6 @@ def running(cfg: SyncConfig) -> Iterator[tuple[Engine, Recorder]]:
         yield engine, recorder
     finally:
         engine.stop()
-
-
-def remote_sha256(url: str) -> str:
-    resp = requests.get(url, timeout=30)
-    resp.raise_for_status()
-    return hashlib.sha256(resp.content).hexdigest()
 
 
 def state_of(engine: Engine, path: Path) -> str | None:

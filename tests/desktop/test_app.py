@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import config, remote_sha256
+from engine_support import config
 from PIL import Image
 from rich_pixels import Pixels
 from textual.command import CommandList
@@ -28,7 +28,7 @@ from tuskit.desktop.widgets.detail import DetailScreen
 from tuskit.desktop.widgets.file_table import FileTable
 from tuskit.desktop.widgets.status_bar import StatusBar
 
-from support import ServerProcess
+from support import ServerProcess, stored_sha256
 
 KiB = 1024
 Scenario = Callable[[Pilot[int], TuskitApp], Awaitable[None]]
@@ -102,7 +102,7 @@ def test_rows_appear_for_dropped_files_progress_moves_and_they_finish(tmp_path: 
         await until(pilot, lambda: cell(app, small, "state") == "done", "notes.txt done")
         assert str(app.query_one("#totals-text", Static).render()).startswith("2/2 done")
         url = app.model.rows[str(big)].url
-        assert url is not None and remote_sha256(url) == hashlib.sha256(big.read_bytes()).hexdigest()
+        assert url is not None and stored_sha256(url) == hashlib.sha256(big.read_bytes()).hexdigest()
         log = "\n".join(line.text for line in app.query_one(RichLog).lines)
         assert "done big.bin" in log and "done notes.txt" in log
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import config, remote_sha256, running, state_of
+from engine_support import config, running, state_of
 
 from tuskit.desktop import events as ev
 from tuskit.desktop.engine import Engine
 from tuskit.desktop.runlock import JournalBusy
 
-from support import TUS, ServerProcess, poll
+from support import TUS, ServerProcess, poll, stored_sha256
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -49,7 +49,7 @@ def test_file_written_slowly_is_uploaded_once_after_it_stops_changing(tmp_path: 
         assert engine.wait_idle(30)
         assert done.size == 8 * 64 * KiB
         assert len(rec.of(ev.Queued, str(f))) == 1 and len(rec.of(ev.Started, str(f))) == 1
-        assert remote_sha256(done.url) == _sha(f) == done.sha256
+        assert stored_sha256(done.url) == _sha(f) == done.sha256
 
 
 def test_atomic_save_uploads_the_destination_only(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -66,7 +66,7 @@ def test_atomic_save_uploads_the_destination_only(tmp_path: Path, tus_server: Se
         assert engine.wait_idle(30)
         assert {e.path for e in rec.of(ev.Queued)} == {str(target)}
         last = rec.of(ev.Done, str(target))[-1]
-        assert remote_sha256(last.url) == _sha(target)
+        assert stored_sha256(last.url) == _sha(target)
 
 
 def test_temporary_hidden_and_linked_files_are_not_uploaded(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -100,7 +100,7 @@ def test_a_thousand_small_files_and_nothing_twice_after_a_restart(tmp_path: Path
         assert len(states) == 1000 and set(states) == {"done"}, {s for s in states if s != "done"}
         sample = {d.path: d for d in rec.of(ev.Done)}
         for name in ("d0/f0000.txt", "d7/f0517.txt", "d9/f0999.txt"):
-            assert remote_sha256(sample[str(root / name)].url) == _sha(root / name)
+            assert stored_sha256(sample[str(root / name)].url) == _sha(root / name)
     with running(config(tmp_path, root, tus_server.url, watch=False)) as (engine, rec):
         assert engine.wait_idle(60)
         assert rec.of(ev.Queued) == [] and rec.of(ev.Started) == []
@@ -122,7 +122,7 @@ def test_restart_resumes_from_the_servers_offset(tmp_path: Path, tus_server: Ser
         [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the resumed upload")
         [started] = rec.of(ev.Started, str(f))
         assert started.url == row.url and started.offset == server_offset > 0
-        assert remote_sha256(done.url) == _sha(f)
+        assert stored_sha256(done.url) == _sha(f)
 
 
 def test_same_content_is_not_uploaded_again(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -164,7 +164,7 @@ def test_polling_observer_and_coalesced_progress(tmp_path: Path, tus_server: Ser
         f = root / "polled.bin"
         f.write_bytes(os.urandom(3 * MiB))
         [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the polled file")
-    assert remote_sha256(done.url) == _sha(f)
+    assert stored_sha256(done.url) == _sha(f)
     progress = rec.of(ev.Progress, str(f))
     assert 0 < len(progress) < 12  # 12 blocks of 256 KiB went out over >= 0.75 s: one event per 0.25 s at most
     assert [p.sent for p in progress] == sorted(p.sent for p in progress)
@@ -225,7 +225,7 @@ def test_ever_growing_file_is_uploaded_as_snapshots_then_whole(tmp_path: Path, t
     assert len(done) >= 2 and done[0].size < final
     data = f.read_bytes()
     for d in done:  # each snapshot is exactly the prefix it claims, verified by the server's sha256
-        assert remote_sha256(d.url) == hashlib.sha256(data[: d.size]).hexdigest() == d.sha256
+        assert stored_sha256(d.url) == hashlib.sha256(data[: d.size]).hexdigest() == d.sha256
 
 
 def test_a_file_deleted_before_its_upload_is_dropped_not_failed(tmp_path: Path, tus_server: ServerProcess) -> None:

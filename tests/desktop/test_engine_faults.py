@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import config, remote_sha256, running, state_of
+from engine_support import config, running, state_of
 from http_fault_proxy import FaultProxy, Faults
 
 from tuskit.desktop import events as ev
 
-from support import TUS, ServerProcess, poll
+from support import TUS, ServerProcess, poll, stored_sha256
 
 MiB = 1024 * 1024
 
@@ -59,7 +59,7 @@ def test_429_retry_after_is_honoured_by_every_worker(tmp_path: Path, proxy: Faul
     last_429 = max(s.at for s in seen if s.status == 429)
     came_back = min(s.arrived for s in seen if s.arrived > last_429)
     assert came_back - last_429 >= 0.9  # nobody came back before the server said so
-    assert remote_sha256(rec.of(ev.Done, str(f))[0].url) == _sha(f)
+    assert stored_sha256(rec.of(ev.Done, str(f))[0].url) == _sha(f)
     assert all(not e.final for e in rec.of(ev.Failed))
 
 
@@ -75,7 +75,7 @@ def test_460_restarts_the_file_once_from_scratch(tmp_path: Path, proxy: FaultPro
     starts = rec.of(ev.Started, str(f))
     assert len(starts) == 2 and starts[0].url != starts[1].url and starts[1].offset == 0
     assert [m for m, _ in proxy.methods() if m == "POST"] == ["POST", "POST"]
-    assert remote_sha256(done.url) == _sha(f)
+    assert stored_sha256(done.url) == _sha(f)
 
 
 def test_460_twice_fails_with_the_reason_until_retried(tmp_path: Path, proxy: FaultProxy,
@@ -89,7 +89,7 @@ def test_460_twice_fails_with_the_reason_until_retried(tmp_path: Path, proxy: Fa
         assert row.state == "failed" and "sha256" in (row.error or "")
         assert engine.retry_failed() == 1
         [done] = poll(lambda: rec.of(ev.Done, str(f)), what="the retried upload")
-        assert remote_sha256(done.url) == _sha(f)
+        assert stored_sha256(done.url) == _sha(f)
 
 
 def test_pause_and_resume_one_file_and_everything(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -118,7 +118,7 @@ def test_pause_and_resume_one_file_and_everything(tmp_path: Path, tus_server: Se
         assert not engine.wait_idle(0.3) and not rec.of(ev.Done, str(h))
         engine.resume()
         poll(lambda: rec.of(ev.Done, str(h)), what="h after resume all")
-        assert remote_sha256(rec.of(ev.Done, str(h))[0].url) == _sha(h)
+        assert stored_sha256(rec.of(ev.Done, str(h))[0].url) == _sha(h)
         assert rec.of(ev.Paused, None) and rec.of(ev.Resumed, None)
 
 
@@ -132,7 +132,7 @@ def test_file_changed_during_upload_is_requeued_and_uploaded_as_changed(tmp_path
             out.write(os.urandom(MiB))
         [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the changed file")
         assert done.size == 3 * MiB
-        assert remote_sha256(done.url) == _sha(f)
+        assert stored_sha256(done.url) == _sha(f)
         assert any("changed during its upload" in n.message for n in rec.of(ev.Notice))
 
 
@@ -161,6 +161,21 @@ def test_the_servers_own_rate_limit_is_waited_out(tmp_path: Path, server_factory
     assert not [e for e in rec.of(ev.Failed) if e.final]
 
 
+def test_a_patch_refused_by_the_rate_limit_resumes_without_a_head(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    # one request a second: a HEAD before each retried PATCH would spend the only token the wait freed,
+    # and the PATCH would be refused again, for ever
+    server = server_factory("--rate-limit", "1", "--rate-burst", "1")
+    root, f = _file(tmp_path, "big.bin", 3 * MiB)
+    cfg = config(tmp_path, root, server.url, watch=False, quiet_seconds=0.1, chunk_size=MiB, max_chunk_size=MiB)
+    with running(cfg) as (_engine, rec):
+        [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the rate-limited upload")
+    assert rec.of(ev.BackingOff, None)  # the limit was hit and waited out
+    heads = [line for line in server.output if " HEAD /files/" in line]
+    assert heads == []  # every refused PATCH was re-sent at the offset the server confirmed last
+    served = poll(lambda: (r := requests.get(done.url, timeout=30)).status_code != 429 and r, what="the download")
+    assert hashlib.sha256(served.content).hexdigest() == _sha(f)
+
+
 def test_an_unreachable_server_is_waited_for_without_spending_attempts(tmp_path: Path,
                                                                        tus_server: ServerProcess) -> None:
     root, f = _file(tmp_path, "made-offline.bin", 20_000)
@@ -174,7 +189,7 @@ def test_an_unreachable_server_is_waited_for_without_spending_attempts(tmp_path:
         proxy = FaultProxy(tus_server.origin).start(port)  # the server is back
         try:
             [done] = poll(lambda: rec.of(ev.Done, str(f)), timeout=60, what="the upload once reachable")
-            assert remote_sha256(done.url) == _sha(f)
+            assert stored_sha256(done.url) == _sha(f)
         finally:
             proxy.stop()
     assert any(isinstance(e, ev.Connection) and e.state == "online" for e in rec.events)

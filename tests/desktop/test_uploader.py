@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from engine_support import remote_sha256
 from http_fault_proxy import FaultProxy
 
 from tuskit.desktop.throttle import Throttle
 from tuskit.desktop.uploader import CHECKSUM, FATAL, NETWORK, Cancelled, TusSession, UploadError, upload
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, stored_sha256
 
 MiB = 1024 * 1024
 
@@ -77,7 +76,7 @@ def test_chunks_stream_with_progress_inside_each_chunk(tus: TusSession, payload:
     assert hooks.confirmed_offsets == [MiB, 2 * MiB, 3 * MiB, size]
     assert sum(hooks.sent_calls) == size
     assert len(hooks.sent_calls) > 2 * len(hooks.confirmed_offsets)  # several progress reports per chunk
-    assert remote_sha256(url) == sha
+    assert stored_sha256(url) == sha
 
 
 def test_cancelled_upload_resumes_from_the_servers_offset(tus: TusSession, payload: tuple[Path, str]) -> None:
@@ -93,7 +92,7 @@ def test_cancelled_upload_resumes_from_the_servers_offset(tus: TusSession, paylo
     assert upload(tus, str(path), size, url, _meta(path, sha), MiB, second, Throttle(None)) == url
     assert second.started_at == [(url, offset)]
     assert sum(second.sent_calls) == size - offset
-    assert remote_sha256(url) == sha
+    assert stored_sha256(url) == sha
 
 
 def test_declared_digest_mismatch_is_a_checksum_error(tus: TusSession, payload: tuple[Path, str]) -> None:
@@ -144,7 +143,7 @@ def test_small_files_travel_in_the_creation_request(tus_server: ServerProcess, t
             hooks = Hooks()
             url = upload(session, str(f), 10_000, None, {"filename": name}, MiB, hooks, Throttle(None))
             assert hooks.confirmed_offsets == [10_000] and sum(hooks.sent_calls) == 10_000
-            assert remote_sha256(url.replace(proxy.origin, tus_server.origin)) == hashlib.sha256(
+            assert stored_sha256(url.replace(proxy.origin, tus_server.origin)) == hashlib.sha256(
                 f.read_bytes()).hexdigest()
         assert [m for m, _ in proxy.methods()] == ["OPTIONS", "POST", "POST"]  # extensions asked once, no PATCH
     finally:
@@ -161,4 +160,4 @@ def test_chunks_grow_on_a_fast_link_up_to_the_cap(tus: TusSession, tmp_path: Pat
     sizes = [b - a for a, b in itertools.pairwise(offsets)]
     assert sizes[0] == 256 * 1024 and max(sizes) == 2 * MiB  # loopback is fast: it doubled to the cap
     assert all(b >= a for a, b in itertools.pairwise(sizes[:-1]))  # never shrinks (the last is the remainder)
-    assert remote_sha256(url) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert stored_sha256(url) == hashlib.sha256(f.read_bytes()).hexdigest()
