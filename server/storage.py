@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from tuskit.server.writeback import start_writeback
+
 _READ = 1024 * 1024
 
 
@@ -42,10 +44,12 @@ class FileWriter:
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
+        start = offset
         while view:
             written = os.pwrite(self.fd, view, offset)
             offset += written
             view = view[written:]
+        start_writeback(self.fd, start, offset - start)
 
     def sync(self) -> None:
         os.fsync(self.fd)
