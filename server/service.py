@@ -421,7 +421,12 @@ class AppendSession:
     async def _flush(self, last: bool = False) -> None:
         """Hand the buffer to the executor; `last`: no write follows, so that job also closes the file."""
         await self._wait_pending()
-        if not self.buffer or self.error is not None:
+        if self.error is not None:
+            return
+        if not self.buffer:
+            if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
+                self.pending = asyncio.ensure_future(
+                    self.service._io(self._write_blocks, self.position, [], True, True))
             return
         if self.position == 0 and self.service.config.type_gate is not None:
             await self._check_type(b"".join(self.buffer)[:self.service.config.gate_bytes])
@@ -429,7 +434,11 @@ class AppendSession:
                 return
         blocks, self.buffer, self.buffered = self.buffer, [], 0
         size = sum(len(b) for b in blocks)
-        self.pending = asyncio.ensure_future(self.service._io(self._write_blocks, self.position, blocks, last))
+        # an offset is recorded after this write (the body's end, or a checkpoint): its bytes must be on disk
+        # first, or after a power loss Redis would count bytes the file never got
+        durable = last or self.position + size - self.committed >= self.service.config.checkpoint_bytes
+        self.pending = asyncio.ensure_future(
+            self.service._io(self._write_blocks, self.position, blocks, last, durable))
         self.position += size
 
     async def _check_type(self, head: bytes) -> None:
@@ -442,14 +451,17 @@ class AppendSession:
         await self.service.state.bury(self.upload.id, FAILED, reason)
         await self.service._io(self.service.store.delete, self.upload.id)
 
-    def _write_blocks(self, at: int, blocks: list[bytes], last: bool) -> None:
-        """Executor side: positional writes, then hash updates (hashlib releases the GIL on big blocks)."""
+    def _write_blocks(self, at: int, blocks: list[bytes], last: bool, durable: bool) -> None:
+        """Executor side: positional writes (synced when `durable`), then hash updates (hashlib releases the
+        GIL on big blocks)."""
         try:
             if self.writer is None:
                 self.writer = self.service.store.writer(self.upload.id)
             for block in blocks:
                 self.writer.write(at, block)
                 at += len(block)
+            if durable:
+                self.writer.sync()
         finally:
             if last:
                 self._close_file()
