@@ -1,80 +1,64 @@
-"""Assemble the server from its layers and run it until SIGTERM/SIGINT, then stop without losing bytes."""
+"""The composition root: assemble the server from its layers and run it until SIGTERM/SIGINT, then stop
+without losing bytes. The only module that knows every concrete class."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-import tornado.web
 from redis.exceptions import RedisError
 from tornado.netutil import bind_sockets
 
-from tuskit.server import signing
-from tuskit.server.auth import TokenTable
-from tuskit.server.chunked import TusHTTPServer
-from tuskit.server.config import ServerConfig
-from tuskit.server.context import ServerContext
-from tuskit.server.events import EventBus
-from tuskit.server.handlers import NotFoundHandler, TusHandler
-from tuskit.server.http_base import log_request
-from tuskit.server.info_handlers import InfoHandler, LinkHandler, ThumbnailHandler
-from tuskit.server.locks import Locker
-from tuskit.server.ops_handlers import HealthHandler, MetricsHandler
-from tuskit.server.postprocess import PostProcessor, background_thread
-from tuskit.server.ratelimit import RateLimiter
-from tuskit.server.service import ServiceConfig, UploadService
-from tuskit.server.sniff import type_gate
-from tuskit.server.sse import EventFeed, EventsHandler
-from tuskit.server.state import StateStore
-from tuskit.server.storage import FileStore
-from tuskit.server.webhooks import HookSender
+from .config import ServerConfig
+from .core.config import ServiceConfig
+from .core.runtime import Runtime
+from .core.service import UploadService
+from .http import signing
+from .http.auth import TokenTable
+from .http.chunked import TusHTTPServer
+from .http.context import ServerContext
+from .http.routes import make_app
+from .media.postprocess import PostProcessor, background_thread
+from .media.sniff import type_gate
+from .media.webhooks import HookSender
+from .redis.connect import connect
+from .redis.events import EventBus
+from .redis.feed import EventFeed
+from .redis.locks import RedisLocker
+from .redis.ratelimit import RedisRateLimiter
+from .redis.state import RedisStateStore
+from .stores.files import FileStore
 
 log = logging.getLogger("tuskit.server")
 
 SHUTDOWN_GRACE_SECONDS = 15.0
-REDIS_CONNECTIONS = 100
 
 
-def make_app(ctx: ServerContext) -> tornado.web.Application:
-    base = re.escape(ctx.config.base_path)
-    upload = "([0-9a-f]{32})"
-    return tornado.web.Application(
-        [
-            # operators' routes first: they must win over a base path of "/"
-            (r"/healthz", HealthHandler),
-            (r"/metrics", MetricsHandler),
-            (r"/events", EventsHandler),
-            (rf"{base}{upload}/info", InfoHandler),
-            (rf"{base}{upload}/thumbnail", ThumbnailHandler),
-            (rf"{base}{upload}/link", LinkHandler),
-            (rf"{base}([^/]*)", TusHandler),
-            (rf"{base[:-1]}()", TusHandler),
-        ],
-        default_handler_class=NotFoundHandler,
-        tuskit=ctx,
-        log_function=log_request,
-    )
+@dataclass
+class Assembly:
+    """The handlers' context and what only the composition root must close at shutdown."""
+
+    ctx: ServerContext
+    redis: aioredis.Redis
+    locker: RedisLocker
+    executors: tuple[ThreadPoolExecutor, ...]
 
 
-async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
+async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
     tokens = TokenTable.load(config.tokens_file) if config.tokens_file else None
     secret = config.signing_secret.encode() if config.signing_secret else signing.data_dir_secret(config.data_dir)
-    # redis-py's default pool refuses the 101st concurrent command ("Too many connections": 503s under a
-    # burst of 200 uploads); a blocking pool makes a burst wait its turn for a connection instead
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, max_connections=REDIS_CONNECTIONS, timeout=10,
-        socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
-    redis = aioredis.Redis.from_pool(pool)
-    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
+    redis = connect(redis_url)
+    io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu", initializer=background_thread)
-    locker = Locker(redis)
+    state = RedisStateStore(redis)
+    locker = RedisLocker(redis, state)
     if config.redis_url is None:
         cleared = await locker.clear_stale()
         if cleared:
@@ -82,23 +66,24 @@ async def build_context(config: ServerConfig, redis_url: str) -> ServerContext:
     await locker.start()
     events = EventBus(redis)
     store = FileStore(config.data_dir)
-    service = UploadService(
-        StateStore(redis), store, locker, events, executor,
+    service = UploadService(Runtime(
+        state, store, locker, events, io,
         ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
                       type_gate=type_gate(config.accept) if config.accept else None),
-    )
-    postprocessor = PostProcessor(store, events, cpu, config.thumbnail_sizes, config.max_image_pixels)
+    ))
+    postprocessor = PostProcessor(store, events, cpu, config.thumbnail_sizes, config.max_image_pixels,
+                                  outage=state.unavailable)
     service.on_published.append(postprocessor)
     ctx = ServerContext(
-        config=config, redis=redis, service=service, postprocessor=postprocessor,
-        limiter=RateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),
+        config=config, service=service, postprocessor=postprocessor,
+        limiter=RedisRateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),
         feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens,
     )
-    _observe(ctx, events, locker)
-    return ctx
+    _observe(ctx, events, state, locker)
+    return Assembly(ctx, redis, locker, (io, cpu))
 
 
-def _observe(ctx: ServerContext, events: EventBus, locker: Locker) -> None:
+def _observe(ctx: ServerContext, events: EventBus, state: RedisStateStore, locker: RedisLocker) -> None:
     """Who hears of this process's events: the metrics, and the webhook when there is one."""
     events.listeners.append(ctx.metrics.on_event)
     ctx.metrics.gauges.update({
@@ -107,7 +92,7 @@ def _observe(ctx: ServerContext, events: EventBus, locker: Locker) -> None:
     })
     config = ctx.config
     if config.hook_url:
-        ctx.hooks = HookSender(config.hook_url, ctx.service.state, ctx.metrics, config.base_path,
+        ctx.hooks = HookSender(config.hook_url, state, ctx.metrics, config.base_path,
                                config.hook_timeout, config.hook_retries)
         events.listeners.append(ctx.hooks.on_event)
 
@@ -157,7 +142,8 @@ async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:
 
 
 async def serve(config: ServerConfig, redis_url: str) -> None:
-    ctx = await build_context(config, redis_url)
+    assembly = await assemble(config, redis_url)
+    ctx = assembly.ctx
     server = TusHTTPServer(
         make_app(ctx),
         xheaders=config.behind_proxy,
@@ -183,8 +169,8 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
     try:
         await _shutdown(ctx, server)
     finally:
-        await ctx.service.locker.stop()
+        await assembly.locker.stop()
         with contextlib.suppress(RedisError):
-            await ctx.redis.aclose()
-        ctx.service.executor.shutdown(wait=True)
-        ctx.postprocessor.executor.shutdown(wait=True)
+            await assembly.redis.aclose()
+        for executor in assembly.executors:
+            executor.shutdown(wait=True)

@@ -24,7 +24,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def _accept(text: str) -> tuple[str, ...]:
-    from tuskit.server.sniff import parse_accept
+    from .media.sniff import parse_accept
 
     try:
         return parse_accept(text)
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 
 def _register_server(sub: Any) -> None:
-    from tuskit.server.config import default_data_dir
+    from .config import default_data_dir
 
     p = sub.add_parser("server", help="run the tus upload server",
                        description="Serve tus 1.0 uploads. Every flag can also be set as TUSKIT_<FLAG>.")
@@ -91,7 +91,7 @@ def _register_server(sub: Any) -> None:
 
 
 def _register_sign(sub: Any) -> None:
-    from tuskit.server.config import default_data_dir
+    from .config import default_data_dir
 
     p = sub.add_parser("sign", help="print a download link that works without a token until it expires",
                        description="Sign a download URL for one finished upload (HMAC with the server's secret).")
@@ -107,7 +107,8 @@ def _register_sign(sub: Any) -> None:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    from tuskit.server import ids, signing
+    from .core import ids
+    from .http import signing
 
     if not ids.is_valid(args.upload_id):
         raise SystemExit(f"tuskit sign: {args.upload_id!r} is not an upload ID (32 hexadecimal characters)")
@@ -124,9 +125,9 @@ def run_sign(args: argparse.Namespace) -> int:
 def run_server(args: argparse.Namespace) -> int:
     import uvloop
 
-    from tuskit.server.app import serve
-    from tuskit.server.config import ServerConfig
-    from tuskit.server.embedded_redis import EmbeddedRedis
+    from .app import serve
+    from .config import ServerConfig
+    from .redis.embedded import EmbeddedRedis
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tuskit.server.embedded_redis import EmbeddedRedis
+from tuskit.server.redis.embedded import EmbeddedRedis
 
 from support import ServerProcess, start_server
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from tuskit.server.embedded_redis import redis_server_binary
+from tuskit.server.redis.embedded import redis_server_binary
 
 from support import free_port
 

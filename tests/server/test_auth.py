@@ -11,7 +11,7 @@ import pytest
 import requests
 from tus_calls import create, patch, poll, sse_events, upload
 
-from tuskit.server.auth import TokenTable
+from tuskit.server.http.auth import TokenTable
 
 from support import TUS, ServerProcess, start_server
 

@@ -14,30 +14,35 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tuskit.server.events import EventBus
-from tuskit.server.locks import Locker
-from tuskit.server.service import ServiceConfig, UploadService
-from tuskit.server.state import StateStore
-from tuskit.server.storage import FileStore, FileWriter
+from tuskit.server.core.config import ServiceConfig
+from tuskit.server.core.ports import Advance, BlobWriter
+from tuskit.server.core.runtime import Runtime
+from tuskit.server.core.service import UploadService
+from tuskit.server.redis.events import EventBus
+from tuskit.server.redis.locks import RedisLocker
+from tuskit.server.redis.state import RedisStateStore
+from tuskit.server.stores.files import FileStore
 
 FLUSH = 1024
 CHECKPOINT = 4096
 
 
-class SyncRecordingWriter(FileWriter):
-    """The real positional writer, noting how far the file was written when it was last synced."""
+class SyncRecordingWriter:
+    """The real file writer, noting how far the file was written when it was last synced."""
 
-    def __init__(self, path: Path, synced: dict[str, int]) -> None:
-        super().__init__(path)
-        self.name, self.synced, self.end = path.name, synced, 0
+    def __init__(self, writer: BlobWriter, upload_id: str, offset: int, synced: dict[str, int]) -> None:
+        self.writer, self.upload_id, self.synced, self.end = writer, upload_id, synced, offset
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        super().write(offset, data)
-        self.end = max(self.end, offset + len(data))
+    def write(self, data: bytes | memoryview) -> None:
+        self.writer.write(data)
+        self.end += len(data)
 
     def sync(self) -> None:
-        super().sync()
-        self.synced[self.name] = max(self.synced.get(self.name, 0), self.end)
+        self.writer.sync()
+        self.synced[self.upload_id] = max(self.synced.get(self.upload_id, 0), self.end)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class SyncRecordingStore(FileStore):
@@ -45,11 +50,11 @@ class SyncRecordingStore(FileStore):
         super().__init__(root)
         self.synced: dict[str, int] = {}
 
-    def writer(self, upload_id: str) -> FileWriter:
-        return SyncRecordingWriter(self.path(upload_id), self.synced)
+    def writer(self, upload_id: str, offset: int) -> SyncRecordingWriter:  # type: ignore[override]
+        return SyncRecordingWriter(super().writer(upload_id, offset), upload_id, offset, self.synced)
 
 
-class AdvanceRecordingState(StateStore):
+class AdvanceRecordingState(RedisStateStore):
     """The real Redis state store, noting for every recorded offset how much of the file was synced then."""
 
     def __init__(self, client: aioredis.Redis, store: SyncRecordingStore) -> None:
@@ -57,9 +62,9 @@ class AdvanceRecordingState(StateStore):
         self.store = store
         self.recorded: list[tuple[int, int]] = []  # (offset recorded, bytes synced at that moment)
 
-    async def advance(self, upload_id: str, old: int, new: int, *args: Any, **kwargs: Any) -> Any:
-        self.recorded.append((new, self.store.synced.get(upload_id, 0)))
-        return await super().advance(upload_id, old, new, *args, **kwargs)
+    async def advance(self, upload_id: str, advance: Advance, *args: Any, **kwargs: Any) -> Any:
+        self.recorded.append((advance.new, self.store.synced.get(upload_id, 0)))
+        return await super().advance(upload_id, advance, *args, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -73,17 +78,16 @@ class AdvanceRecordingState(StateStore):
 def test_every_recorded_offset_was_synced_first(redis_url: str, tmp_path: Path, pieces: list[bytes]) -> None:
     async def main() -> list[tuple[int, int]]:
         client = aioredis.from_url(redis_url)
-        locker = Locker(client, wait_seconds=0.5)
-        await locker.start()
         store = SyncRecordingStore(tmp_path)
         state = AdvanceRecordingState(client, store)
+        locker = RedisLocker(client, state, wait_seconds=0.5)  # its release-with-advance records through `state`
+        await locker.start()
         with ThreadPoolExecutor(2) as executor:
-            service = UploadService(state, store, locker, EventBus(client), executor,
-                                    ServiceConfig(flush_bytes=FLUSH, checkpoint_bytes=CHECKPOINT))
+            service = UploadService(Runtime(state, store, locker, EventBus(client), executor,
+                                            ServiceConfig(flush_bytes=FLUSH, checkpoint_bytes=CHECKPOINT)))
             try:
                 upload = await service.create(length=1 << 20, metadata={}, concat=None, owner="")
-                lease = await service.lock(upload.id)
-                session = await service.open_append(upload, lease, 0, new_length=None, body_length=None,
+                session = await service.open_append(upload.id, "", 0, new_length=None, body_length=None,
                                                     checksum=None, checksum_in_trailer=False)
                 for piece in pieces:
                     await session.write(piece)

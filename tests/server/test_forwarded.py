@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuskit.server.forwarded import public_origin
+from tuskit.server.http.urls import public_origin
 
 
 @pytest.mark.parametrize(

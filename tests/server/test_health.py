@@ -12,7 +12,7 @@ import requests
 from tus_calls import poll, upload
 
 from tuskit.server.config import ServerConfig
-from tuskit.server.embedded_redis import EmbeddedRedis
+from tuskit.server.redis.embedded import EmbeddedRedis
 
 from support import TUS, ServerProcess
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 import requests
 
-from tuskit.server.embedded_redis import EmbeddedRedis
+from tuskit.server.redis.embedded import EmbeddedRedis
 
 from support import (
     OFFSET_TYPE,

@@ -13,7 +13,7 @@ import requests
 from PIL import Image
 from tus_calls import create, patch, processed_info, upload
 
-from tuskit.server.sniff import parse_accept, sniff_type, type_gate
+from tuskit.server.media.sniff import parse_accept, sniff_type, type_gate
 
 from support import TUS, ServerProcess, start_server
 

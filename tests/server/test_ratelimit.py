@@ -18,7 +18,7 @@ import requests
 from interop.node_runner import NodeScriptFailed, ensure_packages, node_unavailable, run_script
 from tus_calls import create, metric, patch, poll
 
-from tuskit.server.ratelimit import RateLimiter
+from tuskit.server.redis.ratelimit import RedisRateLimiter
 
 from support import TUS, ServerProcess
 
@@ -97,7 +97,7 @@ def test_token_bucket_arithmetic_in_redis(redis_url: str) -> None:
     async def scenario() -> None:
         redis = aioredis.from_url(redis_url)
         try:
-            limiter = RateLimiter(redis, request_rate=0.1, request_burst=3, byte_rate=100)
+            limiter = RedisRateLimiter(redis, request_rate=0.1, request_burst=3, byte_rate=100)
             verdicts = [await limiter.request("ip:10.0.0.1") for _ in range(4)]
             assert [v.allowed for v in verdicts] == [True, True, True, False]
             assert 0 < verdicts[-1].wait <= 10 and verdicts[-1].retry_after == str(math.ceil(verdicts[-1].wait))
@@ -105,7 +105,7 @@ def test_token_bucket_arithmetic_in_redis(redis_url: str) -> None:
             # bytes never refuse: spending past the budget returns how long the debt takes to pay
             assert await limiter.upload_bytes("owner:a", 100) == 0
             assert 2.0 < await limiter.upload_bytes("owner:a", 300) <= 3.0
-            off = RateLimiter(redis, request_rate=0, request_burst=0, byte_rate=0)
+            off = RedisRateLimiter(redis, request_rate=0, request_burst=0, byte_rate=0)
             assert (await off.request("ip:10.0.0.1")).allowed and await off.upload_bytes("owner:a", 10**9) == 0
         finally:
             await redis.aclose()

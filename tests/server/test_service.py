@@ -14,12 +14,17 @@ import redis.asyncio as aioredis
 
 from tuskit import protocol
 from tuskit.errors import TusError
-from tuskit.server.digests import RunningDigests
-from tuskit.server.events import EventBus
-from tuskit.server.locks import Locker
-from tuskit.server.service import ServiceConfig, UploadService
-from tuskit.server.state import ACTIVE, DONE, FAILED, OffsetConflict, StateStore
-from tuskit.server.storage import FileStore
+from tuskit.server.core.config import ServiceConfig
+from tuskit.server.core.digests import RunningDigests
+from tuskit.server.core.model import ACTIVE, DONE, FAILED
+from tuskit.server.core.ports import Advance, OffsetConflict
+from tuskit.server.core.runtime import Runtime
+from tuskit.server.core.service import UploadService
+from tuskit.server.redis import keys
+from tuskit.server.redis.events import EventBus
+from tuskit.server.redis.locks import RedisLocker
+from tuskit.server.redis.state import RedisStateStore
+from tuskit.server.stores.files import FileStore
 
 Scenario = Callable[[UploadService], Awaitable[None]]
 
@@ -32,11 +37,12 @@ def run(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
     def go(scenario: Scenario, **config: Any) -> None:
         async def main() -> None:
             client = aioredis.from_url(redis_url)
-            locker = Locker(client, wait_seconds=0.5)
+            state = RedisStateStore(client)
+            locker = RedisLocker(client, state, wait_seconds=0.5)
             await locker.start()
-            service = UploadService(
-                StateStore(client), FileStore(tmp_path), locker, EventBus(client), executor,
-                ServiceConfig(**{"flush_bytes": 1024, "checkpoint_bytes": 4096, **config}))
+            service = UploadService(Runtime(
+                state, FileStore(tmp_path), locker, EventBus(client), executor,
+                ServiceConfig(**{"flush_bytes": 1024, "checkpoint_bytes": 4096, **config})))
             try:
                 await scenario(service)
             finally:
@@ -56,33 +62,26 @@ async def _create(service: UploadService, length: int | None, **metadata: bytes)
 
 async def _append(service: UploadService, upload_id: str, offset: int, pieces: list[bytes],
                   checksum: tuple[str, bytes] | None = None) -> Any:
-    upload = await service.get(upload_id, "")
-    lease = await service.lock(upload_id)
-    try:
-        session = await service.open_append(upload, lease, offset, new_length=None, body_length=None,
-                                            checksum=checksum, checksum_in_trailer=False)
-        for piece in pieces:
-            await session.write(piece)
-        return await session.finish()
-    finally:
-        await lease.release()
+    session = await service.open_append(upload_id, "", offset, new_length=None, body_length=None,
+                                        checksum=checksum, checksum_in_trailer=False)
+    for piece in pieces:
+        await session.write(piece)
+    return await session.finish()
 
 
 def test_offset_is_checkpointed_during_a_long_patch(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 64 * 1024)
-        lease = await service.lock(upload.id)
-        session = await service.open_append(upload, lease, 0, new_length=None, body_length=None, checksum=None,
+        session = await service.open_append(upload.id, "", 0, new_length=None, body_length=None, checksum=None,
                                             checksum_in_trailer=False)
         for _ in range(20):
             await session.write(b"x" * 1000)
         # no finish yet: a crash now would keep what the checkpoints recorded
-        recorded = (await service.state.get(upload.id)).offset
+        recorded = (await service.rt.state.get(upload.id)).offset
         assert 8192 <= recorded <= 20_000
         saved = await session.abort("test ends the body")
         assert saved == 20_000
-        await lease.release()
-        assert (await service.state.get(upload.id)).offset == 20_000
+        assert (await service.rt.state.get(upload.id)).offset == 20_000
 
     run(scenario)
 
@@ -94,13 +93,13 @@ def test_chunk_with_checksum_records_nothing_until_verified(run: Callable[..., N
         with pytest.raises(TusError) as caught:
             await _append(service, upload.id, 0, [body], ("sha1", hashlib.sha1(b"other").digest()))
         assert caught.value.status == 460
-        assert (await service.state.get(upload.id)).offset == 0
+        assert (await service.rt.state.get(upload.id)).offset == 0
         done = await _append(service, upload.id, 0, [body], ("sha1", hashlib.sha1(body).digest()))
         assert done.offset == 20_000
         with pytest.raises(TusError):
             await _append(service, upload.id, 20_000, [b"z" * 10], ("md5", hashlib.md5(b"other").digest()))
         # the discarded chunk handed back the running hash of the first 20000 bytes, untouched by it
-        running = service.digests.take(upload.id, 20_000)
+        running = service.rt.digests.take(upload.id, 20_000)
         assert running is not None and running.digest() == hashlib.sha256(body).digest()
 
     run(scenario)
@@ -112,23 +111,23 @@ def test_declared_sha256_verified_with_a_rebuilt_hash(run: Callable[..., None]) 
         declared = hashlib.sha256(body).hexdigest().encode()
         upload = await _create(service, len(body), sha256=declared)
         await _append(service, upload.id, 0, [body[:10_000]])
-        service.digests = RunningDigests()  # as if another process took over: the running hash is gone
+        service.rt.digests = RunningDigests()  # as if another process took over: the running hash is gone
         done = await _append(service, upload.id, 10_000, [body[10_000:]])
         assert (done.status, done.sha256) == (DONE, declared.decode())
-        stored = await service.state.get(upload.id)
+        stored = await service.rt.state.get(upload.id)
         assert stored.status == DONE and stored.sha256 == declared.decode()
 
     run(scenario)
 
 
-def test_mismatched_sha256_fails_the_upload_for_good(run: Callable[..., None]) -> None:
+def test_mismatched_sha256_fails_the_upload_for_good(run: Callable[..., None], tmp_path: Path) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 3, sha256=hashlib.sha256(b"abd").hexdigest().encode())
         with pytest.raises(TusError) as caught:
             await _append(service, upload.id, 0, [b"abc"])
         assert caught.value.status == 460
-        assert (await service.state.get(upload.id)).status == FAILED
-        assert not service.store.path(upload.id).exists()
+        assert (await service.rt.state.get(upload.id)).status == FAILED
+        assert not (tmp_path / "uploads" / upload.id).exists()
         with pytest.raises(TusError) as gone:
             await service.get(upload.id, "")
         assert gone.value.status == 410 and "sha256" in gone.value.message
@@ -142,7 +141,7 @@ def test_overrun_records_nothing_of_the_body(run: Callable[..., None]) -> None:
         with pytest.raises(TusError) as caught:
             await _append(service, upload.id, 0, [b"a" * 1000, b"b" * 1000, b"c" * 1000])
         assert caught.value.status == 413
-        stored = await service.state.get(upload.id)
+        stored = await service.rt.state.get(upload.id)
         assert (stored.offset, stored.status) == (0, ACTIVE)
         done = await _append(service, upload.id, 0, [b"a" * 2500])
         assert (done.offset, done.status) == (2500, DONE)
@@ -150,16 +149,18 @@ def test_overrun_records_nothing_of_the_body(run: Callable[..., None]) -> None:
     run(scenario)
 
 
-def test_settle_pending_publishes_an_upload_left_complete_but_active(run: Callable[..., None]) -> None:
+def test_head_publishes_an_upload_left_complete_but_active(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 4, sha256=hashlib.sha256(b"done").hexdigest().encode())
-        service.store.path(upload.id).write_bytes(b"done")
-        await service.state.advance(upload.id, 0, 4, None)  # a process died right after this
+        writer = service.rt.store.writer(upload.id, 0)
+        writer.write(b"done")
+        writer.close()
+        await service.rt.state.advance(upload.id, Advance(0, 4, None))  # a process died right after this
         current = await service.get(upload.id, "")
         assert current.status == ACTIVE
-        settled = await service.settle_pending(current)
+        settled = await service.head(upload.id, "")
         assert settled.status == DONE
-        assert (await service.state.get(upload.id)).status == DONE
+        assert (await service.rt.state.get(upload.id)).status == DONE
 
     run(scenario)
 
@@ -167,10 +168,10 @@ def test_settle_pending_publishes_an_upload_left_complete_but_active(run: Callab
 def test_deferred_length_is_fixed_once(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, None)
-        assert await service.state.set_length(upload.id, 10)
-        assert await service.state.set_length(upload.id, 10)
-        assert not await service.state.set_length(upload.id, 11)
-        assert (await service.state.get(upload.id)).length == 10
+        assert await service.rt.state.set_length(upload.id, 10)
+        assert await service.rt.state.set_length(upload.id, 10)
+        assert not await service.rt.state.set_length(upload.id, 11)
+        assert (await service.rt.state.get(upload.id)).length == 10
 
     run(scenario)
 
@@ -178,14 +179,14 @@ def test_deferred_length_is_fixed_once(run: Callable[..., None]) -> None:
 def test_offset_compare_and_set(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 10)
-        await service.state.advance(upload.id, 0, 5, None)
+        await service.rt.state.advance(upload.id, Advance(0, 5, None))
         with pytest.raises(OffsetConflict):
-            await service.state.advance(upload.id, 0, 7, None)  # a second writer that started at 0
-        assert (await service.state.get(upload.id)).offset == 5
-        assert await service.state.settle(upload.id, DONE)
-        assert not await service.state.settle(upload.id, FAILED)  # exactly once
+            await service.rt.state.advance(upload.id, Advance(0, 7, None))  # a second writer that started at 0
+        assert (await service.rt.state.get(upload.id)).offset == 5
+        assert await service.rt.state.settle(upload.id, DONE)
+        assert not await service.rt.state.settle(upload.id, FAILED)  # exactly once
         with pytest.raises(OffsetConflict):
-            await service.state.advance(upload.id, 5, 10, None)  # no longer active
+            await service.rt.state.advance(upload.id, Advance(5, 10, None))  # no longer active
 
     run(scenario)
 
@@ -193,11 +194,11 @@ def test_offset_compare_and_set(run: Callable[..., None]) -> None:
 def test_lease_is_exclusive_and_a_holder_is_asked_to_let_go(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 10)
-        held = await service.lock(upload.id)
+        held = await service.rt.locker.acquire(upload.id)
         asked = asyncio.Event()
         held.when_asked_to_release(asked.set)
         with pytest.raises(TusError) as caught:
-            await service.lock(upload.id)  # the holder ignores the request: 423 after the wait
+            await service.rt.locker.acquire(upload.id)  # the holder ignores the request: 423 after the wait
         assert caught.value.status == 423
         assert asked.is_set()
 
@@ -207,7 +208,7 @@ def test_lease_is_exclusive_and_a_holder_is_asked_to_let_go(run: Callable[..., N
 
         asked.clear()
         helper = asyncio.create_task(let_go_when_asked())
-        taken = await service.lock(upload.id)
+        taken = await service.rt.locker.acquire(upload.id)
         await helper
         await taken.release()
 
@@ -217,9 +218,9 @@ def test_lease_is_exclusive_and_a_holder_is_asked_to_let_go(run: Callable[..., N
 def test_a_release_request_before_the_holder_listens_is_not_lost(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 10)
-        held = await service.lock(upload.id)
+        held = await service.rt.locker.acquire(upload.id)
         with pytest.raises(TusError):
-            await service.lock(upload.id)
+            await service.rt.locker.acquire(upload.id)
         called: list[bool] = []
         held.when_asked_to_release(lambda: called.append(True))
         assert called == [True]
@@ -231,7 +232,7 @@ def test_a_release_request_before_the_holder_listens_is_not_lost(run: Callable[.
 def test_metadata_stored_canonically(run: Callable[..., None]) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 1, name=b"a.txt")
-        assert protocol.parse_metadata((await service.state.get(upload.id)).metadata) == {"name": b"a.txt"}
+        assert protocol.parse_metadata((await service.rt.state.get(upload.id)).metadata) == {"name": b"a.txt"}
 
     run(scenario)
 
@@ -252,14 +253,14 @@ def test_running_digests_only_match_their_offset() -> None:
 def test_releasing_a_lost_lease_leaves_its_successor_listening(run: Callable[..., None], redis_url: str) -> None:
     async def scenario(service: UploadService) -> None:
         upload = await _create(service, 10)
-        old = await service.lock(upload.id)
-        await service.locker.redis.delete("tuskit:lock:" + upload.id)  # its TTL ran out while it stalled
-        successor = await service.lock(upload.id)
+        old = await service.rt.locker.acquire(upload.id)
+        await service.rt.locker.redis.delete(keys.lock(upload.id))  # its TTL ran out while it stalled
+        successor = await service.rt.locker.acquire(upload.id)
         await old.release()
         asked: list[bool] = []
         successor.when_asked_to_release(lambda: asked.append(True))
         with pytest.raises(TusError):
-            await service.lock(upload.id)
+            await service.rt.locker.acquire(upload.id)
         assert asked  # the successor still hears release requests
         await successor.release()
 
@@ -269,20 +270,20 @@ def test_releasing_a_lost_lease_leaves_its_successor_listening(run: Callable[...
 def test_a_lease_is_renewed_while_held_and_its_loss_stops_the_holder(redis_url: str) -> None:
     async def main() -> None:
         client = aioredis.from_url(redis_url)
-        locker = Locker(client, ttl_ms=300, wait_seconds=0.2)
+        locker = RedisLocker(client, RedisStateStore(client), ttl_ms=300, wait_seconds=0.2)
         await locker.start()
         try:
             lease = await locker.acquire("a" * 32)
             stopped = asyncio.Event()
             lease.when_asked_to_release(stopped.set)
             await asyncio.sleep(1.0)  # over three TTLs: only renewal keeps it
-            assert await client.get("tuskit:lock:" + "a" * 32) == lease.token.encode()
+            assert await client.get(keys.lock("a" * 32)) == lease.token.encode()
             assert not lease.lost
-            await client.set("tuskit:lock:" + "a" * 32, "someone else")  # e.g. it expired during a stall
+            await client.set(keys.lock("a" * 32), "someone else")  # e.g. it expired during a stall
             await asyncio.wait_for(stopped.wait(), 5)
             assert lease.lost
             await lease.release()
-            assert await client.get("tuskit:lock:" + "a" * 32) == b"someone else"  # not ours to delete
+            assert await client.get(keys.lock("a" * 32)) == b"someone else"  # not ours to delete
         finally:
             await locker.stop()
             await client.aclose()

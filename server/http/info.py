@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from typing import Any
 
-from tuskit import errors, protocol
-from tuskit.server import signing
-from tuskit.server.forwarded import public_origin
-from tuskit.server.http_base import BaseHandler
-from tuskit.server.imaging import thumbnail_name
-from tuskit.server.postprocess import read_report
-from tuskit.server.state import DONE, Upload
+from tuskit import errors
 from tuskit.settings import parse_duration
+
+from ..core.model import DONE, Upload
+from ..media.imaging import thumbnail_name
+from ..media.postprocess import REPORT, parse_report
+from . import signing
+from .base import BaseHandler
 
 PROCESSING_RETRY_SECONDS = "2"
 MAX_LINK_SECONDS = 30 * 86400
@@ -29,11 +28,10 @@ class _UploadResource(BaseHandler):
         """The post-processing report; None while it is being made (restarted here if its maker died)."""
         if upload.status != DONE:
             return None
-        derived = self.ctx.service.store.derived_dir(upload.id)
-        report = await asyncio.get_running_loop().run_in_executor(self.ctx.service.executor, read_report, derived)
+        report = parse_report(await self.ctx.service.artefact(upload.id, REPORT))
         processor = self.ctx.postprocessor
         if report is None and processor.overdue(upload, time.time()):
-            self.ctx.service._spawn(processor(upload))
+            self.ctx.service.spawn(processor(upload))
         return report
 
 
@@ -41,13 +39,10 @@ class InfoHandler(_UploadResource):
     async def get(self, upload_id: str) -> None:
         upload = await self._upload(upload_id)
         report = await self._report(upload)
-        metadata = protocol.parse_metadata(upload.metadata)
-        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
-                               self.ctx.config.behind_proxy)
-        base = f"{origin}{self.ctx.config.base_path}{upload.id}"
+        base = self.upload_url(upload.id)
         info: dict[str, Any] = {
             "id": upload.id,
-            "filename": protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name"),
+            "filename": upload.filename,
             "size": upload.length,
             "offset": upload.offset,
             "sha256": upload.sha256 or None,
@@ -93,8 +88,9 @@ class ThumbnailHandler(_UploadResource):
         image = report.get("image")
         if not image or str(size) not in image.get("thumbnails", {}):
             raise errors.NOT_FOUND("this upload has no thumbnail (not a valid image)")
-        path = self.ctx.service.store.derived_dir(upload.id) / thumbnail_name(size)
-        data = await asyncio.get_running_loop().run_in_executor(self.ctx.service.executor, path.read_bytes)
+        data = await self.ctx.service.artefact(upload.id, thumbnail_name(size))
+        if data is None:
+            raise errors.NOT_FOUND("thumbnail is being made", headers={"Retry-After": PROCESSING_RETRY_SECONDS})
         self.set_header("Content-Type", "image/webp")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "private, max-age=86400")
@@ -115,8 +111,6 @@ class LinkHandler(_UploadResource):
         if not 0 < seconds <= MAX_LINK_SECONDS:
             raise errors.BAD_REQUEST(f"expires must be positive and at most {MAX_LINK_SECONDS // 86400} days")
         expires = int(time.time() + seconds)
-        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
-                               self.ctx.config.behind_proxy)
         query = signing.signed_query(self.ctx.signing_secret, upload.id, expires)
         self.set_header("Cache-Control", "no-store")
-        self.finish({"url": f"{origin}{self.ctx.config.base_path}{upload.id}?{query}", "expires": expires})
+        self.finish({"url": f"{self.upload_url(upload.id)}?{query}", "expires": expires})

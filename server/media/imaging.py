@@ -7,12 +7,11 @@ recorded as invalid rather than raised. Thumbnails are oriented as the camera me
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageOps
 
@@ -41,22 +40,26 @@ def thumbnail_name(size: int) -> str:
     return f"thumb-{size}.webp"
 
 
-def process_image(blob: Path, out_dir: Path, sizes: Sequence[int], max_pixels: int) -> ImageReport:
-    """Facts about the image and one thumbnail per size; never raises for a bad image."""
+Thumbnails = dict[str, bytes]  # file name -> WebP bytes
+
+
+def process_image(source: BinaryIO, sizes: Sequence[int], max_pixels: int) -> tuple[ImageReport, Thumbnails]:
+    """Facts about the image and one WebP thumbnail per size; never raises for a bad image."""
+    thumbnails: Thumbnails = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
-            with Image.open(blob) as img:
-                return _process_open(img, out_dir, sizes, max_pixels)
+            with Image.open(source) as img:
+                return _process_open(img, sizes, max_pixels, thumbnails), thumbnails
     except Image.DecompressionBombError as exc:
-        return ImageReport(valid=False, error=f"refused to decode: {exc}")
+        return ImageReport(valid=False, error=f"refused to decode: {exc}"), {}
     except Exception as exc:
         # untrusted bytes: Pillow reports truncation and corruption as OSError, SyntaxError, ValueError,
         # struct.error ... depending on the codec; any of them means "not a valid image", not a crash
-        return ImageReport(valid=False, error=f"cannot decode image: {exc}")
+        return ImageReport(valid=False, error=f"cannot decode image: {exc}"), {}
 
 
-def _process_open(img: Image.Image, out_dir: Path, sizes: Sequence[int], max_pixels: int) -> ImageReport:
+def _process_open(img: Image.Image, sizes: Sequence[int], max_pixels: int, out: Thumbnails) -> ImageReport:
     width, height = img.size
     fmt = img.format
     if width * height > max_pixels:
@@ -74,7 +77,7 @@ def _process_open(img: Image.Image, out_dir: Path, sizes: Sequence[int], max_pix
     for size in sorted(sizes, reverse=True):
         thumb = pixels.copy()
         thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
-        _save_atomically(thumb, out_dir / thumbnail_name(size))
+        out[thumbnail_name(size)] = _webp(thumb)
         report.thumbnails[str(size)] = thumbnail_name(size)
     return report
 
@@ -90,7 +93,7 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
 
 
-def _save_atomically(img: Image.Image, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    img.save(tmp, "WEBP", quality=WEBP_QUALITY, method=4)
-    os.replace(tmp, path)
+def _webp(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "WEBP", quality=WEBP_QUALITY, method=4)
+    return out.getvalue()

@@ -1,23 +1,19 @@
-"""What every handler needs, built once at start-up and handed to handlers through the application."""
+"""What every handler needs, built once at start-up by the composition root (tuskit.server.app) and handed
+to handlers through the application. Backends appear here only as the core's ports."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import redis.asyncio as aioredis
-
-from tuskit.server.auth import TokenTable
-from tuskit.server.config import ServerConfig
-from tuskit.server.metrics import Metrics
-from tuskit.server.postprocess import PostProcessor
-from tuskit.server.ratelimit import RateLimiter
-from tuskit.server.service import UploadService
-
-if TYPE_CHECKING:
-    from tuskit.server.sse import EventFeed
-    from tuskit.server.webhooks import HookSender
+from ..config import ServerConfig
+from ..core.ports import EventFeed, RateLimiter
+from ..core.service import UploadService
+from ..media.metrics import Metrics
+from ..media.postprocess import PostProcessor
+from ..media.webhooks import HookSender
+from .auth import TokenTable
 
 
 class Interruptible(Protocol):
@@ -32,7 +28,6 @@ class Interruptible(Protocol):
 @dataclass
 class ServerContext:
     config: ServerConfig
-    redis: aioredis.Redis
     service: UploadService
     postprocessor: PostProcessor
     limiter: RateLimiter

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tuskit.server import health, metrics
-from tuskit.server.http_base import BaseHandler
+from ..media import metrics
+from .base import BaseHandler
 
 UNHEALTHY_RETRY_SECONDS = "5"
 
@@ -12,8 +12,12 @@ class HealthHandler(BaseHandler):
     public = True  # load balancers probe without tokens, and must not be rate limited out
 
     async def get(self) -> None:
-        ok, details = await health.check(self.ctx.redis, self.ctx.config.data_dir, self.ctx.config.min_free_disk,
-                                         self.ctx.service.executor)
+        details = await self.ctx.service.health()
+        free, minimum = details["disk_free_bytes"], self.ctx.config.min_free_disk
+        if free is not None:
+            details["disk_free_minimum"] = minimum
+            details["disk"] = "ok" if free >= minimum else f"only {free} bytes free, below {minimum}"
+        ok = details["redis"] == "ok" and details.get("disk", "ok") == "ok"
         if self.ctx.shutting_down:
             ok, details["shutting_down"] = False, True
         details["status"] = "ok" if ok else "unhealthy"

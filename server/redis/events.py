@@ -12,8 +12,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-STREAM_KEY = "tuskit:events"
-CHANNEL = "tuskit:events"
+from ..core import events as ev
+from . import keys
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +21,12 @@ log = logging.getLogger(__name__)
 # the process that caused it guarantees (every process reading the shared stream would multiply them).
 Listener = Callable[[dict[str, Any]], None]
 
-# kinds of event, one per state change of an upload
-CREATED = "created"
-PROGRESS = "progress"
-FINISHED = "finished"
-VERIFIED = "verified"
-VERIFICATION_FAILED = "verification-failed"
-PROCESSED = "processed"
-TERMINATED = "terminated"
-EXPIRED = "expired"
-
 _PROGRESS_MEMORY = 10_000  # uploads whose last progress time we remember before pruning
 
 
 class EventBus:
-    """Writes events; readers use XREAD on STREAM_KEY or SUBSCRIBE to CHANNEL (same JSON payload).
+    """Writes events (core.ports.EventSink); readers use XREAD on the event stream or SUBSCRIBE to the
+    event channel (same JSON payload).
 
     Progress is throttled per upload: a client sending tiny PATCHes would otherwise flood the stream
     that every dashboard replays. The other events mark state changes and always go through.
@@ -59,13 +50,13 @@ class EventBus:
 
     async def emit(self, kind: str, upload_id: str, owner: str | None, **data: Any) -> str | None:
         """Record one event; returns its stream entry id (the SSE event id), None if throttled away."""
-        if kind == PROGRESS and self._throttled(upload_id):
+        if kind == ev.PROGRESS and self._throttled(upload_id):
             return None
         event = {**data, "type": kind, "id": upload_id, "owner": owner, "ts": time.time()}
         payload = json.dumps(event)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(STREAM_KEY, {"event": payload}, maxlen=self.maxlen, approximate=True)
-            pipe.publish(CHANNEL, payload)
+            pipe.xadd(keys.EVENT_STREAM, {"event": payload}, maxlen=self.maxlen, approximate=True)
+            pipe.publish(keys.EVENT_CHANNEL, payload)
             entry_id, _ = await pipe.execute()
         for listener in self.listeners:
             try:

@@ -15,9 +15,10 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from tuskit import protocol
-from tuskit.server import events as ev
-from tuskit.server.metrics import Metrics
-from tuskit.server.state import StateStore
+
+from ..core import events as ev
+from ..core.ports import StateStore
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 

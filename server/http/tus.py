@@ -17,13 +17,13 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from tuskit import errors, protocol
-from tuskit.server import cors, ids
-from tuskit.server.chunked import request_trailers
-from tuskit.server.forwarded import public_origin
-from tuskit.server.http_base import BaseHandler
-from tuskit.server.locks import Lease
-from tuskit.server.service import AppendSession
-from tuskit.server.state import DONE, Upload
+
+from ..core import ids
+from ..core.append import AppendSession
+from ..core.model import DONE, Upload
+from . import cors
+from .base import BaseHandler
+from .chunked import request_trailers
 
 log = logging.getLogger("tuskit.server.http")
 
@@ -45,7 +45,6 @@ class TusHandler(BaseHandler):
         super().initialize()
         self.service = self.ctx.service
         self.session: AppendSession | None = None
-        self.lease: Lease | None = None
         self.stopping: asyncio.Future[None] | None = None
         self.last_data = time.monotonic()
         override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
@@ -92,12 +91,7 @@ class TusHandler(BaseHandler):
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if "Upload-Checksum" in h else None
         new_length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
         body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
-        self.lease, upload = await self.service.lock_and_get(upload_id, self.owner())
-        try:
-            await self._open_session(upload, offset, new_length, body_length, checksum)
-        except BaseException:
-            await self._release()
-            raise
+        await self._open_session(upload_id, offset, new_length, body_length, checksum)
 
     async def _start_post(self) -> None:
         """Create the upload now: with creation-with-upload its body streams in before `post()` runs."""
@@ -124,28 +118,24 @@ class TusHandler(BaseHandler):
             raise errors.LENGTH_EXCEEDED(f"a body of {body_length} bytes does not fit Upload-Length {length}")
         self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
                                                  owner=self.owner())
-        self.set_header("Location", self._location(self.created.id))
+        self.set_header("Location", self.upload_url(self.created.id))
         if not with_body:
             self.request.connection.set_max_body_size(64 * 1024)  # a stray body is read and ignored
             return
-        self.lease = await self.service.lock(self.created.id)
-        try:
-            await self._open_session(self.created, 0, None, body_length, checksum)
-        except BaseException:
-            await self._release()
-            raise
+        await self._open_session(self.created.id, 0, None, body_length, checksum)
 
-    async def _open_session(self, upload: Upload, offset: int, new_length: int | None,
+    async def _open_session(self, upload_id: str, offset: int, new_length: int | None,
                             body_length: int | None, checksum: tuple[str, bytes] | None) -> None:
-        assert self.lease is not None
-        trailer = "upload-checksum" in self.request.headers.get("Trailer", "").lower()
+        h = self.request.headers
+        trailer = "upload-checksum" in h.get("Trailer", "").lower()
+        chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
         self.session = await self.service.open_append(
-            upload, self.lease, offset, new_length=new_length, body_length=body_length,
-            checksum=checksum, checksum_in_trailer=trailer)
+            upload_id, self.owner(), offset, new_length=new_length, body_length=body_length,
+            checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None)
         self.request.connection.set_max_body_size(self._max_body())
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
-        self.lease.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
+        self.session.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
 
     async def data_received(self, chunk: bytes) -> None:
         if self.session is not None:
@@ -171,7 +161,7 @@ class TusHandler(BaseHandler):
         except Exception as exc:
             log.warning("saving upload %s on interrupt failed: %s", self.session.upload.id, exc)
         finally:
-            await self._release()
+            self.ctx.active.discard(self)
         if self.ctx.shutting_down:
             sent = self.render_error(errors.SHUTTING_DOWN(headers=saved))
             if sent is not None:
@@ -192,13 +182,7 @@ class TusHandler(BaseHandler):
         except Exception as exc:
             log.warning("saving upload %s after disconnect failed: %s", self.session.upload.id, exc)
         finally:
-            await self._release()
-
-    async def _release(self) -> None:
-        self.ctx.active.discard(self)
-        if self.lease is not None:
-            lease, self.lease = self.lease, None
-            await lease.release()
+            self.ctx.active.discard(self)
 
     async def _finish_session(self) -> Upload:
         assert self.session is not None
@@ -207,7 +191,7 @@ class TusHandler(BaseHandler):
             trailer = protocol.parse_checksum(trailers["Upload-Checksum"]) if "Upload-Checksum" in trailers else None
             return await self.session.finish(trailer)
         finally:
-            await self._release()
+            self.ctx.active.discard(self)
 
     # ---- verbs -----------------------------------------------------------------------------------
 
@@ -235,12 +219,7 @@ class TusHandler(BaseHandler):
         self.set_status(201)
 
     async def head(self, upload_id: str) -> None:
-        upload_id = self._upload_id()
-        lease = await self.service.lock(upload_id)  # waits for (and stops) a stale writer first
-        try:
-            upload = await self.service.settle_pending(await self.service.get(upload_id, self.owner()))
-        finally:
-            await lease.release()
+        upload = await self.service.head(self._upload_id(), self.owner())  # a stale writer is stopped first
         self.set_header("Cache-Control", "no-store")
         final_waiting = upload.concat == "final" and upload.status != DONE
         if not final_waiting:
@@ -254,7 +233,7 @@ class TusHandler(BaseHandler):
         if upload.concat == "partial":
             self.set_header("Upload-Concat", "partial")
         elif upload.concat == "final":
-            self.set_header("Upload-Concat", "final;" + " ".join(self._location(p) for p in upload.parts))
+            self.set_header("Upload-Concat", "final;" + " ".join(self.upload_url(p) for p in upload.parts))
         self._upload_headers(upload)
         self.set_status(200)
 
@@ -265,13 +244,7 @@ class TusHandler(BaseHandler):
         self.set_status(204)
 
     async def delete(self, upload_id: str | None = None) -> None:
-        upload_id = self._upload_id()
-        lease = await self.service.lock(upload_id)
-        try:
-            upload = await self.service.get(upload_id, self.owner())
-            await self.service.terminate(upload)
-        finally:
-            await lease.release()
+        await self.service.terminate(self._upload_id(), self.owner())
         self.set_status(204)
 
     async def get(self, upload_id: str | None = None) -> None:
@@ -279,10 +252,7 @@ class TusHandler(BaseHandler):
         if upload.status != DONE or upload.length is None:
             raise errors.NOT_FOUND("upload is not finished yet; HEAD shows its progress")
         start, end = self._byte_range(upload.length)
-        metadata = protocol.parse_metadata(upload.metadata)
-        declared = (protocol.metadata_text(metadata, "filetype") or protocol.metadata_text(metadata, "type")
-                    or "").lower()
-        filename = protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name")
+        declared, filename = upload.declared_type, upload.filename
         inline = declared in _INLINE_TYPES
         self.set_header("Content-Type", declared if inline else "application/octet-stream")
         disposition = "inline" if inline else "attachment"
@@ -321,11 +291,6 @@ class TusHandler(BaseHandler):
         self.set_status(206)
         self.set_header("Content-Range", f"bytes {start}-{end - 1}/{length}")
         return start, end
-
-    def _location(self, upload_id: str) -> str:
-        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
-                               self.ctx.config.behind_proxy)
-        return f"{origin}{self.ctx.config.base_path}{upload_id}"
 
 
 class NotFoundHandler(BaseHandler):

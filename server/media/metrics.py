@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tuskit.server import events as ev
+from ..core import events as ev
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

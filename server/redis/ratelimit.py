@@ -8,12 +8,10 @@ The clock is Redis's own (TIME), so processes on hosts with skewed clocks agree.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import redis.asyncio as aioredis
 
-_KEY = "tuskit:rate:"
+from ..core.ports import Verdict
+from . import keys
 
 # KEYS[1] bucket; ARGV: rate (tokens/s), burst (capacity), cost, may go into debt (1/0)
 # -> {1 if taken else 0, seconds to wait as a string (Lua numbers would be truncated to integers)}
@@ -38,19 +36,9 @@ return {taken, tostring(wait)}
 """
 
 
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    wait: float  # seconds until the request would pass (refused) or the debt is paid (bytes)
-
-    @property
-    def retry_after(self) -> str:
-        """Whole seconds, at least 1, as Retry-After requires."""
-        return str(max(1, math.ceil(self.wait)))
-
-
-class RateLimiter:
-    """Both budgets of one server; a rate of 0 switches that budget off (no Redis round trip)."""
+class RedisRateLimiter:
+    """Both budgets of one server (core.ports.RateLimiter); a rate of 0 switches that budget off (no Redis
+    round trip)."""
 
     def __init__(self, redis: aioredis.Redis, request_rate: float, request_burst: float, byte_rate: int) -> None:
         self.request_rate = request_rate
@@ -59,7 +47,7 @@ class RateLimiter:
         self._take = redis.register_script(_TAKE)
 
     async def _spend(self, bucket: str, rate: float, burst: float, cost: float, debt: bool) -> Verdict:
-        taken, wait = await self._take(keys=[_KEY + bucket], args=[rate, burst, cost, 1 if debt else 0])
+        taken, wait = await self._take(keys=[keys.rate_bucket(bucket)], args=[rate, burst, cost, 1 if debt else 0])
         return Verdict(bool(taken), float(wait))
 
     async def request(self, client: str) -> Verdict:

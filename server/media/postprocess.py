@@ -1,7 +1,8 @@
 """After an upload is published: sniff its type from content and, for images, make thumbnails.
 
 Runs as background work after the last PATCH has been answered; everything CPU-bound (Pillow) goes to an
-executor. Results live beside the blob as `derived/<id>/report.json`, read by the info endpoint.
+executor. Results are the upload's derived artefacts in its blob store (`report.json`, thumbnails), read
+by the info endpoint through the core service.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Any
 
-from tuskit.server import events as ev
-from tuskit.server.events import EventBus
-from tuskit.server.imaging import DECODABLE, process_image
-from tuskit.server.sniff import SNIFF_BYTES, sniff_type
-from tuskit.server.state import Upload
-from tuskit.server.storage import BlobStore
+from ..core import events as ev
+from ..core.model import Upload
+from ..core.ports import BlobStore, EventSink
+from .imaging import DECODABLE, process_image
+from .sniff import SNIFF_BYTES, sniff_type
 
 log = logging.getLogger(__name__)
 
@@ -38,41 +37,38 @@ def background_thread() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def analyse(blob: Path, out_dir: Path, sizes: Sequence[int], max_pixels: int) -> dict[str, Any]:
-    """Executor side: type from the first bytes; image facts and thumbnails when it is an image."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(blob, "rb") as f:
-        mime = sniff_type(f.read(SNIFF_BYTES))
-    report: dict[str, Any] = {"type": mime}
-    if mime in DECODABLE:
-        report["image"] = process_image(blob, out_dir, sizes, max_pixels).to_json()
-    _write_json_atomically(out_dir / REPORT, report)
+def analyse(store: BlobStore, upload_id: str, sizes: Sequence[int], max_pixels: int) -> dict[str, Any]:
+    """Executor side: type from the first bytes; image facts and thumbnails when it is an image. The
+    report is stored last: its presence says the thumbnails it names are there."""
+    with store.open(upload_id) as blob:
+        mime = sniff_type(blob.read(SNIFF_BYTES))
+        report: dict[str, Any] = {"type": mime}
+        if mime in DECODABLE:
+            blob.seek(0)
+            image, thumbnails = process_image(blob, sizes, max_pixels)
+            for name, data in thumbnails.items():
+                store.put_derived(upload_id, name, data)
+            report["image"] = image.to_json()
+    store.put_derived(upload_id, REPORT, json.dumps(report).encode())
     return report
 
 
-def read_report(out_dir: Path) -> dict[str, Any] | None:
-    """The post-processing report, or None while it is being made."""
-    try:
-        return dict(json.loads((out_dir / REPORT).read_text()))
-    except FileNotFoundError:
-        return None
+def parse_report(raw: bytes | None) -> dict[str, Any] | None:
+    """The post-processing report as stored, or None while it is being made."""
+    return None if raw is None else dict(json.loads(raw))
 
 
 class PostProcessor:
     """The service's on_published hook. Its executor is its own (one or two threads), so thumbnails
     never queue in front of the disk writes of PATCHes in the I/O executor."""
 
-    def __init__(self, store: BlobStore, events: EventBus, executor: Executor,
-                 sizes: Sequence[int] = (256,), max_pixels: int = 64_000_000) -> None:
+    def __init__(self, store: BlobStore, events: EventSink, executor: Executor,
+                 sizes: Sequence[int] = (256,), max_pixels: int = 64_000_000,
+                 outage: tuple[type[BaseException], ...] = ()) -> None:
         self.store = store
         self.events = events
         self.executor = executor
+        self.outage = outage  # the state store's "away for now" errors: the event is lost, not the work
         self.sizes = tuple(sizes)
         self.max_pixels = max_pixels
         self.running: set[str] = set()  # uploads this process is analysing now
@@ -83,15 +79,18 @@ class PostProcessor:
         self.running.add(upload.id)
         loop = asyncio.get_running_loop()
         try:
-            report = await loop.run_in_executor(self.executor, analyse, self.store.path(upload.id),
-                                                self.store.derived_dir(upload.id), self.sizes, self.max_pixels)
+            report = await loop.run_in_executor(self.executor, analyse, self.store, upload.id, self.sizes,
+                                                self.max_pixels)
         except OSError as exc:
             log.warning("post-processing %s failed: %s", upload.id, exc)
             return
         finally:
             self.running.discard(upload.id)
-        await self.events.emit(ev.PROCESSED, upload.id, upload.owner, content_type=report["type"],
-                               image=report.get("image"))
+        try:
+            await self.events.emit(ev.PROCESSED, upload.id, upload.owner, content_type=report["type"],
+                                   image=report.get("image"))
+        except self.outage as exc:
+            log.warning("upload %s processed, but its event was lost: redis unavailable (%s)", upload.id, exc)
 
     def overdue(self, upload: Upload, now: float) -> bool:
         """Finished long ago, unanalysed and not being analysed here: a process died while making it."""

@@ -14,13 +14,14 @@ import time
 from typing import Any
 
 import tornado.web
-from redis.exceptions import RedisError
 
 from tuskit import errors, protocol
-from tuskit.server import cors, ids, signing
-from tuskit.server.auth import bearer_token
-from tuskit.server.context import ServerContext
-from tuskit.server.service import as_tus_error
+
+from ..core import ids
+from . import cors, signing
+from .auth import bearer_token
+from .context import ServerContext
+from .urls import public_origin
 
 log = logging.getLogger("tuskit.server.http")
 
@@ -75,7 +76,7 @@ class BaseHandler(tornado.web.RequestHandler):
             message = exc.log_message if isinstance(exc, tornado.web.HTTPError) and exc.log_message else self._reason
             err = errors.TusError(status_code, "ERR_HTTP", message)
         else:
-            err = as_tus_error(exc)
+            err = self.ctx.service.error(exc)
         self.render_error(err)
 
     def render_error(self, err: errors.TusError) -> asyncio.Future[None] | None:
@@ -92,9 +93,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return None if self._finished else self.finish("" if self.request.method == "HEAD" else f"{err.message}\n")
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, errors.TusError | RedisError) or (
+        if isinstance(value, errors.TusError) or self.ctx.service.is_outage(value) or (
                 isinstance(value, tornado.web.HTTPError) and value.status_code < 500):
-            return  # an expected outcome (a redis outage is one warning from as_tus_error): log_request has it
+            return  # an expected outcome (an outage is one warning from service.error): log_request has it
         log.error("request %s failed", getattr(self, "request_id", "-"), exc_info=(typ, value, tb))
 
     def compute_etag(self) -> None:
@@ -103,6 +104,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def owner(self) -> str:
         """Whose uploads this request may see ("" without auth)."""
         return self._owner
+
+    def upload_url(self, upload_id: str) -> str:
+        """An upload's public URL, as clients must use it (behind a proxy: the proxy's origin)."""
+        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
+                               self.ctx.config.behind_proxy)
+        return f"{origin}{self.ctx.config.base_path}{upload_id}"
 
     # ---- admission: every handler's prepare() starts with this -----------------------------------
 
@@ -115,8 +122,7 @@ class BaseHandler(tornado.web.RequestHandler):
             return  # preflights carry no credentials by design
         signed = self._signed_upload()
         if signed is not None:
-            upload = await self.ctx.service.state.get(signed)
-            self._owner = upload.owner if upload is not None else ""
+            self._owner = await self.ctx.service.owner_of(signed)
             self._via_link = True
         elif self.ctx.tokens is not None:
             owner = self.ctx.tokens.owner_of(self.presented_token())

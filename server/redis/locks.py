@@ -19,10 +19,12 @@ import redis.asyncio as aioredis
 
 from tuskit import errors
 
-log = logging.getLogger(__name__)
+from ..core.model import Upload
+from ..core.ports import Advance
+from . import keys
+from .state import RedisStateStore, parse
 
-_LOCK = "tuskit:lock:"
-_RELEASE_CHANNEL = "tuskit:lock-release:"
+log = logging.getLogger(__name__)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -39,10 +41,10 @@ return 0
 """
 
 
-class Lease:
-    """A held lock. `lost` turns true if renewal failed: its holder must stop writing."""
+class RedisLease:
+    """A held lock (core.ports.Lease). `lost` turns true if renewal failed: its holder must stop writing."""
 
-    def __init__(self, locker: Locker, upload_id: str, token: str) -> None:
+    def __init__(self, locker: RedisLocker, upload_id: str, token: str) -> None:
         self.locker = locker
         self.upload_id = upload_id
         self.token = token
@@ -52,7 +54,7 @@ class Lease:
         self._renewer: asyncio.Task[None] | None = None
         self._first_renewal: asyncio.TimerHandle | None = None
         self._released = False
-        self.read: dict[bytes, bytes] = {}  # the hash `acquire(read=...)` read as the lease was taken
+        self.upload: Upload | None = None  # the record `acquire(read=True)` read as the lease was taken
 
     def _schedule_renewal(self) -> None:
         """Most leases (small PATCHes, HEADs) end before a renewal is due: a timer costs far less than a task."""
@@ -70,7 +72,7 @@ class Lease:
         its releaser, which awaited it, hung with the upload locked), so nothing waits for this task."""
         while not self._released:
             try:
-                ok = await self.locker._renew(keys=[_LOCK + self.upload_id], args=[self.token, self.locker.ttl_ms])
+                ok = await self.locker._renew(keys=[self.key], args=[self.token, self.locker.ttl_ms])
             except aioredis.RedisError as exc:
                 log.warning("lease renewal for %s failed: %s", self.upload_id, exc)
                 ok = 0
@@ -97,10 +99,10 @@ class Lease:
 
     @property
     def key(self) -> str:
-        return _LOCK + self.upload_id
+        return keys.lock(self.upload_id)
 
-    def forget(self) -> None:
-        """The caller's own script deleted the lease in Redis (see StateStore.advance): end it here only."""
+    def _end(self) -> None:
+        """Stop renewing and forget the lease here (in Redis it is gone or about to go)."""
         if self.locker._held.get(self.upload_id) is self:  # a lost lease may have a successor here
             del self.locker._held[self.upload_id]
         self._released = True
@@ -109,26 +111,36 @@ class Lease:
         if self._renewer is not None:
             self._renewer.cancel()  # not awaited (see _renew_forever); a late renewal fails its token check
 
-    async def release(self) -> None:
+    async def release(self, advance: Advance | None = None) -> None:
+        """End the lease once; with `advance`, the offset moves and the lease goes in one script (the
+        script deletes the lease only when the offset moved; otherwise it is deleted here)."""
         if self._released:
             return
-        self.forget()
+        self._end()
+        if advance is not None:
+            try:
+                await self.locker.state.advance(self.upload_id, advance, release=(self.key, self.token))
+                return
+            except BaseException:
+                await self.locker._drop(self.upload_id, self.token)
+                raise
         await self.locker._drop(self.upload_id, self.token)
 
 
-class Locker:
-    """Hands out leases; one instance per server process, sharing Redis with the others."""
+class RedisLocker:
+    """Hands out leases (core.ports.Locker); one instance per server process, sharing Redis with the others."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_ms: int = 10_000, wait_seconds: float = 5.0,
-                 poll_seconds: float = 0.05) -> None:
+    def __init__(self, redis: aioredis.Redis, state: RedisStateStore, ttl_ms: int = 10_000,
+                 wait_seconds: float = 5.0, poll_seconds: float = 0.05) -> None:
         self.redis = redis
+        self.state = state
         self.ttl_ms = ttl_ms
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._acquire_reading = redis.register_script(_ACQUIRE_READING)
-        self._held: dict[str, Lease] = {}
+        self._held: dict[str, RedisLease] = {}
         self._listener: asyncio.Task[None] | None = None
         self.waits = 0  # how many acquisitions had to wait (for metrics)
         self._orphans: dict[str, str] = {}  # upload id -> token of a lease we could not release
@@ -136,13 +148,13 @@ class Locker:
     async def start(self) -> None:
         """Listen for release requests aimed at leases this process holds."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
+        await pubsub.psubscribe(keys.RELEASE_CHANNEL_PREFIX + "*")
         self._listener = asyncio.create_task(self._listen(pubsub))
 
     async def clear_stale(self) -> int:
         """Drop every lease: only for a Redis this process owns alone (the embedded one) at start-up,
         where any lease left is a crashed predecessor's and would otherwise block its upload for a TTL."""
-        stale = [key async for key in self.redis.scan_iter(match=_LOCK + "*", count=1000)]
+        stale = [key async for key in self.redis.scan_iter(match=keys.LOCK_PREFIX + "*", count=1000)]
         if stale:
             await self.redis.delete(*stale)
         return len(stale)
@@ -158,7 +170,7 @@ class Locker:
             try:
                 async for message in pubsub.listen():
                     channel = message["channel"].decode()
-                    lease = self._held.get(channel[len(_RELEASE_CHANNEL):])
+                    lease = self._held.get(channel[len(keys.RELEASE_CHANNEL_PREFIX):])
                     if lease is not None:
                         log.info("upload %s requested by another request; its writer lets go", lease.upload_id)
                         lease._ask_to_stop()
@@ -166,27 +178,30 @@ class Locker:
                 log.warning("lock release listener lost redis (%s); reconnecting", exc)
                 await asyncio.sleep(1)
                 with contextlib.suppress(aioredis.RedisError):
-                    await pubsub.psubscribe(_RELEASE_CHANNEL + "*")
+                    await pubsub.psubscribe(keys.RELEASE_CHANNEL_PREFIX + "*")
 
     async def _drop(self, upload_id: str, token: str) -> None:
         """Compare-and-delete a lease of ours. If Redis is away, remember it and retry at the next acquire:
         otherwise the lease of a request that Redis's outage ended would lock the upload for a whole TTL."""
         try:
-            await self._release(keys=[_LOCK + upload_id], args=[token])
+            await self._release(keys=[keys.lock(upload_id)], args=[token])
         except aioredis.RedisError:
             self._orphans[upload_id] = token
 
-    async def _take(self, upload_id: str, token: str, read: str | None) -> dict[bytes, bytes] | None:
-        """One attempt: None if the lease is held, else the hash `read` (empty when not asked for)."""
-        if read is None:
-            return {} if await self.redis.set(_LOCK + upload_id, token, nx=True, px=self.ttl_ms) else None
-        flat = await self._acquire_reading(keys=[_LOCK + upload_id, read], args=[token, self.ttl_ms])
-        return None if flat is None else dict(zip(flat[::2], flat[1::2], strict=True))
+    async def _take(self, upload_id: str, token: str, read: bool) -> tuple[bool, Upload | None]:
+        """One attempt: (taken, the upload's record when `read`)."""
+        if not read:
+            return bool(await self.redis.set(keys.lock(upload_id), token, nx=True, px=self.ttl_ms)), None
+        flat = await self._acquire_reading(keys=[keys.lock(upload_id), keys.upload(upload_id)],
+                                           args=[token, self.ttl_ms])
+        if flat is None:
+            return False, None
+        return True, parse(upload_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    async def acquire(self, upload_id: str, read: str | None = None) -> Lease:
+    async def acquire(self, upload_id: str, *, read: bool = False) -> RedisLease:
         """Take the lease, asking a current holder to let go; 423 if it is not free in time.
 
-        `read`: a hash to read as the lease is taken, in the same round trip (the lease's `read`)."""
+        `read`: also read the upload's record as the lease is taken, in the same round trip."""
         orphan = self._orphans.pop(upload_id, None)
         if orphan is not None:
             await self._drop(upload_id, orphan)
@@ -194,16 +209,17 @@ class Locker:
         deadline = time.monotonic() + self.wait_seconds
         next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
         while True:
-            if (taken := await self._take(upload_id, token, read)) is not None:
-                lease = Lease(self, upload_id, token)
-                lease.read = taken
+            taken, upload = await self._take(upload_id, token, read)
+            if taken:
+                lease = RedisLease(self, upload_id, token)
+                lease.upload = upload
                 self._held[upload_id] = lease
                 lease._schedule_renewal()
                 return lease
             if time.monotonic() >= next_ask:
                 if next_ask == 0.0:
                     self.waits += 1
-                await self.redis.publish(_RELEASE_CHANNEL + upload_id, token)
+                await self.redis.publish(keys.release_channel(upload_id), token)
                 next_ask = time.monotonic() + 1.0
             if time.monotonic() >= deadline:
                 raise errors.UPLOAD_LOCKED()

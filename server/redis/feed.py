@@ -1,5 +1,5 @@
-"""`GET /events`: upload events as Server-Sent Events, replayed from the Redis stream after a
-`Last-Event-ID`, then live. With auth on, a caller sees only events of its own uploads.
+"""The event stream read back (core.ports.EventFeed), for `GET /events`: a replay after an event ID, then
+live events.
 
 One tail per process reads the stream (XREAD BLOCK on its own connection) and fans entries out to this
 process's subscribers, so a thousand dashboards cost one Redis connection, and live events carry their
@@ -17,23 +17,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from tornado.iostream import StreamClosedError
 
-from tuskit.server.auth import bearer_token
-from tuskit.server.events import STREAM_KEY
-from tuskit.server.http_base import BaseHandler
+from ..core.ports import FEED_CLOSED, Entry
+from . import keys
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[str, dict[str, Any]]  # (stream id, event)
 _STREAM_ID = re.compile(r"\d+-\d+")
-KEEPALIVE_SECONDS = 15.0
 QUEUE_LIMIT = 1000  # a subscriber this far behind is dropped; it reconnects and replays
 REPLAY_PAGE = 500
-_CLOSED = ("", {})  # sentinel put in a subscriber's queue when its connection ends
 
 
-def _order(stream_id: str) -> tuple[int, int]:
+def stream_order(stream_id: str) -> tuple[int, int]:
+    """A stream ID (`<ms>-<seq>`) as a sortable pair."""
     ms, seq = stream_id.split("-")
     return int(ms), int(seq)
 
@@ -65,7 +61,7 @@ class EventFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for queue in list(self.subscribers):
-            self._close(queue)
+            self.unsubscribe(queue)
         with contextlib.suppress(RedisError):
             await self.redis.aclose()
 
@@ -75,13 +71,13 @@ class EventFeed:
         while True:
             try:
                 if not last or failing:
-                    newest = await self.redis.xrevrange(STREAM_KEY, count=1)
+                    newest = await self.redis.xrevrange(keys.EVENT_STREAM, count=1)
                     newest_id = newest[0][0].decode() if newest else "0-0"
                     if not last:  # start after the newest entry, by ID: "$" on every call would skip events
                         last = newest_id
-                    elif _order(newest_id) < _order(last):  # redis came back without our history
+                    elif stream_order(newest_id) < stream_order(last):  # redis came back without our history
                         last = "0-0"
-                reply = await self.redis.xread({STREAM_KEY: last}, block=5000, count=REPLAY_PAGE)
+                reply = await self.redis.xread({keys.EVENT_STREAM: last}, block=5000, count=REPLAY_PAGE)
             except (RedisError, OSError) as exc:
                 if not failing:  # one line per outage, not one per second
                     log.warning("event stream unavailable (%s); retrying every second", exc)
@@ -96,7 +92,7 @@ class EventFeed:
                     last = entry[0]
                     for queue in list(self.subscribers):
                         if queue.qsize() >= QUEUE_LIMIT:
-                            self._close(queue)
+                            self.unsubscribe(queue)
                         else:
                             queue.put_nowait(entry)
 
@@ -105,75 +101,24 @@ class EventFeed:
         self.subscribers.add(queue)
         return queue
 
-    def _close(self, queue: asyncio.Queue[Entry]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Entry]) -> None:
         self.subscribers.discard(queue)
         with contextlib.suppress(asyncio.QueueFull):
-            queue.put_nowait(_CLOSED)
+            queue.put_nowait(FEED_CLOSED)
 
     async def replay(self, after: str) -> list[Entry]:
         """Every entry still in the stream after `after` (exclusive), oldest first."""
         out: list[Entry] = []
         start = f"({after}"
         while True:
-            page = _decode(await self.redis.xrange(STREAM_KEY, min=start, max="+", count=REPLAY_PAGE))
+            page = _decode(await self.redis.xrange(keys.EVENT_STREAM, min=start, max="+", count=REPLAY_PAGE))
             out.extend(page)
             if len(page) < REPLAY_PAGE:
                 return out
             start = f"({page[-1][0]}"
 
+    def is_event_id(self, text: str) -> bool:
+        return bool(_STREAM_ID.fullmatch(text))
 
-class EventsHandler(BaseHandler):
-    def presented_token(self) -> str | None:
-        # a browser's EventSource cannot set headers: accept the token as `access_token` (RFC 6750 2.3)
-        return bearer_token(self.request.headers.get("Authorization")) or \
-            self.get_query_argument("access_token", None)
-
-    async def get(self) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")  # nginx: pass events through unbuffered
-        feed = self.ctx.feed
-        self.queue = feed.subscribe()
-        try:
-            await self._send_comment("connected")
-            sent = "0-0"
-            after = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "")
-            if _STREAM_ID.fullmatch(after):
-                for entry in await feed.replay(after):
-                    await self._send(entry)
-                    sent = entry[0]
-            while True:
-                try:
-                    entry = await asyncio.wait_for(self.queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    await self._send_comment("keep-alive")
-                    continue
-                if entry is _CLOSED:
-                    break
-                if _order(entry[0]) > _order(sent):  # the replay may already have sent it
-                    await self._send(entry)
-                    sent = entry[0]
-        except StreamClosedError:
-            pass
-        finally:
-            feed.subscribers.discard(self.queue)
-        if not self._finished:
-            self.finish()
-
-    def on_connection_close(self) -> None:
-        queue = getattr(self, "queue", None)
-        if queue is not None:
-            self.ctx.feed._close(queue)
-
-    def _visible(self, event: dict[str, Any]) -> bool:
-        return self.ctx.tokens is None or event.get("owner") == self.owner()
-
-    async def _send(self, entry: Entry) -> None:
-        stream_id, event = entry
-        if self._visible(event):
-            self.write(f"id: {stream_id}\ndata: {json.dumps(event)}\n\n")
-            await self.flush()
-
-    async def _send_comment(self, text: str) -> None:
-        self.write(f": {text}\n\n")
-        await self.flush()
+    def newer(self, event_id: str, than: str) -> bool:
+        return stream_order(event_id) > stream_order(than)

@@ -1,0 +1,295 @@
+"""One request body going into one upload: the append session, which owns the upload's lease for its life.
+
+Bytes are buffered up to `flush_bytes`, then written and hashed in the executor while the next buffer
+fills (one flush in flight). The offset moves at checkpoints and at the end, by compare-and-set, and only
+after the bytes it counts were synced. With a chunk checksum nothing is recorded until the whole chunk
+has verified.
+
+The session takes the lease from whoever opened it and is its only releaser (`_close`); when a body ends
+without completing its upload, the offset's last move and the release are one round trip
+(`Lease.release(advance)`).
+
+The body's end (`finish`) and an interruption (`abort`: another request took over, the client left, the
+server stops) can race: `lock` serialises them with the flushes, so the blob is never closed under a
+write in flight and a session ends exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from tuskit import errors
+from tuskit.checksums import ALGORITHMS, new_hasher
+
+from . import events as ev
+from .failures import storage_error
+from .model import DONE, FAILED, Upload
+from .ports import Advance, BlobWriter, Lease, OffsetConflict
+from .publish import Publisher
+from .runtime import Runtime
+
+log = logging.getLogger("tuskit.server.core")
+
+
+class AppendSession:
+    def __init__(self, rt: Runtime, publisher: Publisher, upload: Upload, lease: Lease, room: int | None,
+                 checksum: tuple[str, bytes] | None, checksum_in_trailer: bool, trailer_possible: bool) -> None:
+        self.rt = rt
+        self.publisher = publisher
+        self.upload = upload
+        self.lease = lease
+        # the blob is opened by the first flush and closed by the last, in the same executor jobs: a small
+        # PATCH costs one trip to the executor instead of three
+        self.writer: BlobWriter | None = None
+        self.room = room
+        self.checksum = checksum
+        self.verify_chunk = checksum is not None or checksum_in_trailer
+        # a header checksum names its algorithm; a trailer's is known only at the end, so every algorithm
+        # hashes the chunk as it arrives (stored bytes of an unfinished upload cannot always be read back)
+        trailer = checksum_in_trailer or trailer_possible
+        algorithms = [checksum[0]] if checksum else list(ALGORITHMS) if trailer else []
+        self.chunk_hashers = {algorithm: new_hasher(algorithm) for algorithm in algorithms}
+        self.running = rt.digests.take(upload.id, upload.offset)
+        # the hash as it was, to hand back if this body is discarded (no rebuild from storage at the end)
+        self.base = self.running.copy() if self.running is not None else None
+        self.start = upload.offset
+        self.already_complete = upload.status == DONE  # a repeated last PATCH (its 204 was lost): answer it again
+        self.committed = upload.offset  # recorded in the state store
+        self.expires = upload.expires  # as recorded with the last offset (progress slides it)
+        self.written = upload.offset  # stored, by completed flushes
+        self.position = upload.offset  # where the next flush writes
+        self.received = 0  # body bytes accepted into this session
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.pending: asyncio.Future[None] | None = None
+        self.error: errors.TusError | None = None
+        self.overran = False  # the body went past the length: nothing of it is recorded
+        self.stopping = False  # abort() was called: take no more bytes
+        self.closed = False
+        self.lock = asyncio.Lock()
+
+    def when_asked_to_release(self, callback: Callable[[], None]) -> None:
+        """`callback` runs when another request wants this upload: the caller then aborts the session."""
+        self.lease.when_asked_to_release(callback)
+
+    async def write(self, data: bytes) -> None:
+        """Take the next piece of the body; returns once it is buffered (or written, when the buffer filled)."""
+        if self.error is not None or self.stopping or self.closed:
+            return
+        if self.lease.lost:
+            self.error = errors.UPLOAD_LOCKED("another request took over this upload")
+            return
+        if self.room is not None and self.received + len(data) > self.room:
+            # refused like a failed checksum: a 4xx leaves the upload as it was (bar offset checkpoints)
+            self.error = errors.LENGTH_EXCEEDED(
+                f"body goes past the upload's length ({self.room} bytes were left); nothing of it was kept")
+            self.overran = True
+            return
+        self.received += len(data)
+        self.buffer.append(data)
+        self.buffered += len(data)
+        if self.buffered >= self.rt.config.flush_bytes:
+            async with self.lock:
+                if self.closed:
+                    return
+                try:
+                    await self._flush()
+                except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                    self.error = self.rt.error(exc)
+
+    async def _flush(self, last: bool = False) -> None:
+        """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""
+        await self._wait_pending()
+        if self.error is not None:
+            return
+        if not self.buffer:
+            if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
+                self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True))
+            return
+        if self.position == 0 and self.rt.config.type_gate is not None:
+            await self._check_type(b"".join(self.buffer)[:self.rt.config.gate_bytes])
+            if self.error is not None:
+                return
+        blocks, self.buffer, self.buffered = self.buffer, [], 0
+        size = sum(len(b) for b in blocks)
+        # an offset is recorded after this write (the body's end, or a checkpoint): its bytes must be durable
+        # first, or after a power loss the state would count bytes the blob never got
+        durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
+        self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, blocks, last, durable))
+        self.position += size
+
+    async def _check_type(self, head: bytes) -> None:
+        """--accept: refuse a disallowed type before any of its bytes are stored, and retire the upload."""
+        assert self.rt.config.type_gate is not None
+        reason = self.rt.config.type_gate(head)
+        if reason is None:
+            return
+        self.error = errors.DISALLOWED_TYPE(reason)
+        await self.rt.state.bury(self.upload.id, FAILED, reason)
+        await self.rt.io(self.rt.store.delete, self.upload.id)
+
+    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool) -> None:
+        """Executor side: appends (synced when `durable`), then hash updates (hashlib releases the GIL on
+        big blocks)."""
+        try:
+            if self.writer is None:
+                self.writer = self.rt.store.writer(self.upload.id, self.start)
+            for block in blocks:
+                self.writer.write(block)
+            if durable:
+                self.writer.sync()
+        finally:
+            if last:
+                self._close_writer()
+        for block in blocks:
+            if self.running is not None:
+                self.running.update(block)
+            for hasher in self.chunk_hashers.values():
+                hasher.update(block)
+
+    def _close_writer(self) -> None:
+        """Executor side, exactly once (a second close could hit a descriptor reused by another upload)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.close()
+
+    async def _wait_pending(self) -> None:
+        if self.pending is None:
+            return
+        pending, self.pending = self.pending, None
+        try:
+            await pending
+        except OSError as exc:
+            self.error = storage_error(exc)
+            self.running = None  # it may have seen bytes that are not stored
+            return
+        self.written = self.position  # with one flush in flight, it ended where the next one starts
+        if not self._unrecordable() and self.written - self.committed >= self.rt.config.checkpoint_bytes:
+            await self._commit()
+            await self.rt.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
+                                      offset=self.committed, length=self.upload.length)
+
+    async def _commit(self, release: bool = False) -> None:
+        """Record the offset; `release`: the session's work under the lease ends here, so the same round
+        trip releases it (when the offset could not be recorded, `_close` releases it)."""
+        if self.written == self.committed or self.lease.lost:
+            return
+        advance = Advance(self.committed, self.written, self.rt.expiry())
+        try:
+            if release:
+                await self.lease.release(advance)
+            else:
+                await self.rt.state.advance(self.upload.id, advance)
+        except OffsetConflict as exc:
+            self.error = errors.UPLOAD_LOCKED(f"offset changed under this request ({exc})")
+            self.running = None
+            return
+        self.committed = self.written
+        self.expires = advance.expires
+
+    async def _drain(self) -> None:
+        await self._flush(last=True)
+        await self._wait_pending()
+
+    def _unrecordable(self) -> bool:
+        """Bytes of this body that must not be recorded: a chunk checksum covers all of it, or it overran."""
+        return self.verify_chunk or self.overran
+
+    def _chunk_matches(self, trailer: tuple[str, bytes] | None) -> bool:
+        expected = trailer or self.checksum
+        if expected is None:
+            return True
+        algorithm, digest = expected
+        hasher = self.chunk_hashers.get(algorithm)
+        return hasher is not None and bool(hasher.digest() == digest)
+
+    async def finish(self, trailer: tuple[str, bytes] | None = None) -> Upload:
+        """The body ended: verify the chunk, record the offset, complete the upload if that was the end."""
+        async with self.lock:
+            if self.closed:
+                raise errors.UPLOAD_LOCKED("this request was stopped: another request took over the upload")
+            return await self._finish(trailer)
+
+    async def _finish(self, trailer: tuple[str, bytes] | None) -> Upload:
+        try:
+            await self._drain()
+            if self.verify_chunk and self.checksum is None and trailer is None:
+                self.error = self.error or errors.INVALID_CHECKSUM("announced Upload-Checksum trailer is missing")
+            if self.error is None and not self._chunk_matches(trailer):
+                self.running = None
+                raise errors.CHECKSUM_MISMATCH("Upload-Checksum does not match the received chunk; it was discarded")
+            if self.error is not None and self._unrecordable():
+                self.running = None
+                raise self.error
+            # unless these bytes complete the upload (which finishes under the lease), the lease goes with them
+            await self._commit(release=self.error is None and self.written != self.upload.length)
+            if self.error is not None:
+                raise self.error
+            upload = replace(self.upload, offset=self.committed, expires=self.expires)
+            if upload.complete and not self.already_complete:
+                running, self.running = self.running, None
+                return await self.publisher.complete(upload, running)
+            if self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
+                await self.rt.events.emit(ev.PROGRESS, upload.id, upload.owner, offset=upload.offset,
+                                          length=upload.length)
+            return upload
+        finally:
+            await self._close()
+
+    async def abort(self, why: str) -> int | None:
+        """The client went away or another request wants the upload: keep what arrived, unless unverifiable.
+
+        Returns the offset saved, or None when the body had already ended and `finish` answers the request.
+        """
+        self.stopping = True
+        async with self.lock:
+            if self.closed:
+                return None
+            return await self._abort(why)
+
+    async def _abort(self, why: str) -> int:
+        try:
+            await self._drain()
+            if self._unrecordable():
+                self.running = None
+                log.info("upload %s: %s; unverified or overrunning body of %d bytes discarded", self.upload.id, why,
+                         self.received)
+            else:
+                await self._commit()
+                log.info("upload %s: %s; kept %d bytes, offset %d", self.upload.id, why,
+                         self.committed - self.start, self.committed)
+            return self.committed
+        finally:
+            await self._close()
+
+    async def close(self) -> None:
+        """End a session that never took a body (its opening failed): the lease goes, nothing else."""
+        async with self.lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.pending is not None:  # an error cut the drain short: never close the blob under a write
+                with contextlib.suppress(OSError):
+                    await self.pending
+                self.running = None
+            self._keep_digest()
+            if self.writer is not None:  # the last flush did not close it (an error, or nothing left to write)
+                await self.rt.io(self._close_writer)
+        finally:
+            await self.lease.release()  # a no-op when the last commit already released it
+
+    def _keep_digest(self) -> None:
+        """Leave the running hash for the next request of this upload in this process, if it still fits."""
+        if self.running is not None and self.committed == self.written:
+            self.rt.digests.put(self.upload.id, self.committed, self.running)
+        elif self.base is not None and self.committed == self.start:
+            self.rt.digests.put(self.upload.id, self.start, self.base)
+

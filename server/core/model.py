@@ -1,0 +1,70 @@
+"""An upload as the state machine sees it, and the statuses it moves through.
+
+Tombstones (terminated, expired, failed) keep answering 410 with a reason for a while, so a client that
+comes back learns why its upload is gone instead of seeing a bare 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tuskit import errors, protocol
+
+ACTIVE = "active"  # accepting bytes (or, for a final, waiting for its partials)
+DONE = "done"  # complete and verified: downloadable
+FAILED = "failed"  # complete but its declared sha256 did not match: never published
+TERMINATED = "terminated"
+EXPIRED = "expired"
+
+GONE_REASONS = {
+    TERMINATED: "upload was terminated",
+    EXPIRED: "upload expired before it was finished",
+}
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload's state as stored; `length` None means deferred."""
+
+    id: str
+    offset: int
+    length: int | None
+    metadata: str  # canonical Upload-Metadata header value
+    concat: str  # "" | "partial" | "final"
+    parts: tuple[str, ...]
+    owner: str
+    created: float
+    expires: float | None
+    status: str
+    sha256: str
+    reason: str
+    finished: float | None
+
+    @property
+    def complete(self) -> bool:
+        return self.length is not None and self.offset == self.length
+
+    @property
+    def filename(self) -> str | None:
+        """The name the client gave (`filename`, or Uppy's `name`), for downloads and listings."""
+        metadata = protocol.parse_metadata(self.metadata)
+        return protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name")
+
+    @property
+    def declared_type(self) -> str:
+        """The media type the client claimed (`filetype` or `type`), lower-cased; "" when none."""
+        metadata = protocol.parse_metadata(self.metadata)
+        return (protocol.metadata_text(metadata, "filetype") or protocol.metadata_text(metadata, "type") or "").lower()
+
+
+def declared_sha256(metadata: dict[str, bytes | None]) -> str | None:
+    """The whole-file digest a client declared in Upload-Metadata, validated (400 if malformed)."""
+    if "sha256" not in metadata:
+        return None
+    value = protocol.metadata_text(metadata, "sha256")
+    if value is None or not _SHA256_HEX.fullmatch(value):
+        raise errors.INVALID_METADATA("metadata sha256 must be 64 hexadecimal characters")
+    return value.lower()

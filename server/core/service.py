@@ -1,0 +1,238 @@
+"""The tus state machine: create, append, complete and verify, concatenate, terminate, expire.
+
+This is the only place that knows tus semantics, and the handlers' only door to state and bytes. It takes
+its collaborators (ports) as arguments and knows nothing of HTTP, so tests can drive it with a real Redis
+and a temp dir. Storage work runs in an executor; the event loop only moves buffers around.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from tuskit import errors, protocol
+
+from . import events as ev
+from . import ids
+from .append import AppendSession
+from .concat import Concatenator
+from .failures import storage_error
+from .model import ACTIVE, EXPIRED, FAILED, GONE_REASONS, TERMINATED, Upload, declared_sha256
+from .publish import Hook, Publisher
+from .runtime import Runtime
+
+log = logging.getLogger("tuskit.server.core")
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+class UploadService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.config = rt.config
+        self.publisher = Publisher(rt)
+        self.concat = Concatenator(rt, self.publisher)
+        self.publisher.on_published.append(self.concat.on_published)
+
+    @property
+    def on_published(self) -> list[Hook]:
+        """Work to start after an upload is published and verified (post-processing, ...)."""
+        return self.publisher.on_published
+
+    def error(self, exc: BaseException) -> errors.TusError:
+        """Any failure as the response a client can act on (503 for a store that is away, 507 for a full disk)."""
+        return self.rt.error(exc)
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """An expected failure of a backend that is away for now (logged once as a warning, no traceback)."""
+        return isinstance(exc, self.rt.state.unavailable)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        self.rt.spawn(coro)
+
+    async def drain(self) -> None:
+        """Wait for background work (merges, post-processing) — used at shutdown."""
+        await self.rt.drain()
+
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    async def get(self, upload_id: str, owner: str) -> Upload:
+        """The upload if it exists, is visible to `owner` and is not gone (404 / 410 otherwise)."""
+        ids.check(upload_id)
+        return self._visible(await self.rt.state.get(upload_id), owner)
+
+    async def owner_of(self, upload_id: str) -> str:
+        """Whose upload this is ("" when unknown): a signed link acts for the upload's owner."""
+        upload = await self.rt.state.get(ids.check(upload_id))
+        return upload.owner if upload is not None else ""
+
+    def _visible(self, upload: Upload | None, owner: str) -> Upload:
+        if upload is None or upload.owner != owner:
+            raise errors.NOT_FOUND()
+        if upload.status == FAILED:
+            raise errors.GONE(f"upload failed: {upload.reason}")
+        if upload.status in GONE_REASONS:
+            raise errors.GONE(upload.reason or GONE_REASONS[upload.status])
+        if upload.status == ACTIVE and upload.expires is not None and upload.expires <= time.time():
+            raise errors.GONE(GONE_REASONS[EXPIRED])
+        return upload
+
+    async def head(self, upload_id: str, owner: str) -> Upload:
+        """Offset retrieval: under the lease, so a stale writer is stopped first and the offset is final;
+        an upload whose bytes are all in but that was never published is finished here."""
+        ids.check(upload_id)
+        async with self.rt.leased(upload_id):
+            return await self._settle_pending(await self.get(upload_id, owner))
+
+    async def _settle_pending(self, upload: Upload) -> Upload:
+        """That happens when a process died between recording the last offset and publishing, or when a
+        final's partials finished while no process could merge it. Clients that see offset == length stop
+        sending, so a HEAD must be able to finish the job."""
+        if upload.status != ACTIVE:
+            return upload
+        if upload.concat == "final":
+            return await self.concat.merge_held(upload.id) or upload
+        if upload.complete:
+            return await self.publisher.complete(upload, self.rt.digests.take(upload.id, upload.offset))
+        return upload
+
+    async def artefact(self, upload_id: str, name: str) -> bytes | None:
+        """A derived artefact (report, thumbnail) of an upload, read off the event loop."""
+        return await self.rt.io(self.rt.store.get_derived, ids.check(upload_id), name)
+
+    async def stream(self, upload_id: str, start: int, end: int, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send bytes [start, end) of a stored upload block by block, reading each block in the executor."""
+        blocks = self.rt.store.read(upload_id, start, end)
+        while (block := await self.rt.io(next, blocks, None)) is not None:
+            await send(block)
+
+    async def health(self) -> dict[str, Any]:
+        """What a load balancer needs to know: does the state store answer, how much room is left."""
+        details: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.rt.state.ping(), HEALTH_TIMEOUT_SECONDS)
+            details["redis"] = "ok"
+        except (TimeoutError, OSError, *self.rt.state.unavailable) as exc:
+            details["redis"] = f"unavailable: {exc or type(exc).__name__}"
+        details["disk_free_bytes"] = await self.rt.io(self.rt.store.free_space)
+        return details
+
+    # ---- creation --------------------------------------------------------------------------------
+
+    async def create(self, *, length: int | None, metadata: dict[str, bytes | None],
+                     concat: protocol.Concat | None, owner: str) -> Upload:
+        declared_sha256(metadata)
+        max_size = self.config.max_size
+        if length is not None and max_size is not None and length > max_size:
+            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
+        upload = Upload(
+            id=ids.new_id(), offset=0, length=length, metadata=protocol.encode_metadata(metadata),
+            concat=concat.kind if concat else "", parts=(), owner=owner, created=time.time(),
+            expires=self.rt.expiry(), status=ACTIVE, sha256="", reason="", finished=None,
+        )
+        if concat is not None and concat.kind == "final":
+            upload = await self.concat.prepare_final(upload, concat)
+        try:
+            await self.rt.io(self.rt.store.create, upload.id)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        await self.rt.state.create(upload)
+        await self.rt.events.emit(ev.CREATED, upload.id, owner, length=upload.length, concat=upload.concat)
+        if upload.concat == "final":
+            await self.concat.try_merge(upload.id)
+            upload = await self.rt.state.get(upload.id) or upload
+        elif upload.length == 0:
+            upload = await self.publisher.complete(upload, hasher=None)
+        return upload
+
+    # ---- appending -------------------------------------------------------------------------------
+
+    async def open_append(self, upload_id: str, owner: str, offset: int, *, new_length: int | None,
+                          body_length: int | None, checksum: tuple[str, bytes] | None,
+                          checksum_in_trailer: bool, trailer_possible: bool = False) -> AppendSession:
+        """Take the upload's lease (reading it in the same round trip), check the append against it and
+        return a session that takes the body; the session owns the lease from here on.
+
+        `checksum_in_trailer`: the body announced an Upload-Checksum trailer, so nothing of it is recorded
+        until it verified; `trailer_possible`: a chunked body may end with one unannounced."""
+        ids.check(upload_id)
+        lease = await self.rt.locker.acquire(upload_id, read=True)
+        try:
+            upload = self._visible(lease.upload, owner)
+            upload, room = await self._check_append(upload, offset, new_length, body_length)
+        except BaseException:
+            await lease.release()
+            raise
+        return AppendSession(self.rt, self.publisher, upload, lease, room, checksum, checksum_in_trailer,
+                             trailer_possible)
+
+    async def _check_append(self, upload: Upload, offset: int, new_length: int | None,
+                            body_length: int | None) -> tuple[Upload, int | None]:
+        """The upload as the append sees it and how many bytes it may still take (None: no limit)."""
+        if upload.concat == "final":
+            raise errors.MODIFY_FINAL()
+        if new_length is not None:
+            upload = await self._fix_length(upload, new_length)
+        if offset != upload.offset:
+            raise errors.MISMATCHED_OFFSET(
+                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
+        limit = upload.length if upload.length is not None else self.config.max_size
+        room = None if limit is None else limit - offset
+        if body_length is not None and room is not None and body_length > room:
+            raise errors.LENGTH_EXCEEDED(f"body of {body_length} bytes goes past Upload-Length by {body_length - room}")
+        return upload, room
+
+    async def _fix_length(self, upload: Upload, length: int) -> Upload:
+        if upload.length is not None:
+            if length != upload.length:
+                raise errors.INVALID_LENGTH(f"Upload-Length is already {upload.length}, got {length}")
+            return upload
+        if length < upload.offset:
+            raise errors.INVALID_LENGTH(f"Upload-Length {length} is below the current offset {upload.offset}")
+        if self.config.max_size is not None and length > self.config.max_size:
+            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {self.config.max_size}")
+        if not await self.rt.state.set_length(upload.id, length):
+            raise errors.INVALID_LENGTH("Upload-Length was already set")
+        return replace(upload, length=length)
+
+    # ---- termination and expiry ------------------------------------------------------------------
+
+    async def terminate(self, upload_id: str, owner: str) -> None:
+        ids.check(upload_id)
+        async with self.rt.leased(upload_id):
+            await self._retire(await self.get(upload_id, owner), TERMINATED, ev.TERMINATED)
+
+    async def _retire(self, upload: Upload, status: str, event: str) -> None:
+        """Delete an upload's bytes and leave a tombstone; finals waiting for it as a partial end too."""
+        rt = self.rt
+        finals = await rt.state.finals_of(upload.id) if upload.concat == "partial" else []
+        await rt.io(rt.store.delete, upload.id)
+        await rt.state.bury(upload.id, status, GONE_REASONS[status])
+        rt.digests.forget(upload.id)
+        await rt.events.emit(event, upload.id, upload.owner)
+        if finals:  # they wait for this partial in vain
+            rt.spawn(self.concat.merge_finals(finals))
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete unfinished uploads whose expiry passed; returns how many went."""
+        now = time.time() if now is None else now
+        swept = 0
+        for upload_id in await self.rt.state.expired(now, 500):
+            try:
+                lease = await self.rt.locker.acquire(upload_id)
+            except errors.TusError:
+                continue  # someone is writing it right now, so it is not idle
+            try:
+                upload = await self.rt.state.get(upload_id)
+                if upload is None or upload.status != ACTIVE or upload.expires is None or upload.expires > now:
+                    continue
+                await self._retire(upload, EXPIRED, ev.EXPIRED)
+                swept += 1
+            finally:
+                await lease.release()
+        return swept
+

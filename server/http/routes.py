@@ -1,0 +1,35 @@
+"""The URL map: operators' routes, the per-upload resources, and the tus endpoint."""
+
+from __future__ import annotations
+
+import re
+
+import tornado.web
+
+from .base import log_request
+from .context import ServerContext
+from .info import InfoHandler, LinkHandler, ThumbnailHandler
+from .ops import HealthHandler, MetricsHandler
+from .sse import EventsHandler
+from .tus import NotFoundHandler, TusHandler
+
+
+def make_app(ctx: ServerContext) -> tornado.web.Application:
+    base = re.escape(ctx.config.base_path)
+    upload = "([0-9a-f]{32})"
+    return tornado.web.Application(
+        [
+            # operators' routes first: they must win over a base path of "/"
+            (r"/healthz", HealthHandler),
+            (r"/metrics", MetricsHandler),
+            (r"/events", EventsHandler),
+            (rf"{base}{upload}/info", InfoHandler),
+            (rf"{base}{upload}/thumbnail", ThumbnailHandler),
+            (rf"{base}{upload}/link", LinkHandler),
+            (rf"{base}([^/]*)", TusHandler),
+            (rf"{base[:-1]}()", TusHandler),
+        ],
+        default_handler_class=NotFoundHandler,
+        tuskit=ctx,
+        log_function=log_request,
+    )

@@ -1,0 +1,2 @@
+"""What happens around and after the bytes: type sniffing, images and thumbnails, post-processing,
+webhooks and metrics."""

@@ -1,0 +1,16 @@
+"""The server's Redis client: one pool per process, sized for bursts."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+MAX_CONNECTIONS = 100
+
+
+def connect(url: str) -> aioredis.Redis:
+    """redis-py's default pool refuses the 101st concurrent command ("Too many connections": 503s under a
+    burst of 200 uploads); a blocking pool makes a burst wait its turn for a connection instead."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=10,
+        socket_timeout=10, socket_connect_timeout=3, health_check_interval=30)
+    return aioredis.Redis.from_pool(pool)
