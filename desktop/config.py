@@ -37,7 +37,7 @@ class SyncConfig:
     server_url: str
     token: str | None = None
     workers: int = 4
-    chunk_size: int = 4 * MiB  # the first PATCH; later ones grow on a fast link (see uploader.upload)
+    chunk_size: int = 4 * MiB  # the first PATCH; later ones grow on a fast link (see client.tus.upload)
     max_chunk_size: int = 64 * MiB
     quiet_seconds: float = 2.0
     # a file still changing after this long is uploaded as a snapshot of what is there (verified by sha256)

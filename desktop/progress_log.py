@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TextIO
 
-from tuskit.desktop import events as ev
+from .engine import events as ev
 
 
 def human_size(n: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuskit.desktop.events import (
+from tuskit.desktop.engine.events import (
     BackingOff,
     Connection,
     Done,
@@ -17,8 +17,8 @@ from tuskit.desktop.events import (
     Resumed,
     Started,
 )
-from tuskit.desktop.status import FileStatus
-from tuskit.desktop.widgets.formatting import (
+from tuskit.desktop.engine.states import FileStatus
+from tuskit.desktop.ui.formatting import (
     human_bytes,
     human_duration,
     human_rate,
@@ -26,7 +26,7 @@ from tuskit.desktop.widgets.formatting import (
     shorten_middle,
     shorten_path,
 )
-from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
+from tuskit.desktop.ui.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
 
 ROOT = Path("/watched")
 A, B = str(ROOT / "a.jpg"), str(ROOT / "sub" / "b.bin")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tuskit.desktop.journal import SUPERSEDED, Journal, NewVersion
+from tuskit.desktop.engine.journal import SUPERSEDED, Journal, NewVersion
 
 S = "http://127.0.0.1:1/files/"
 

@@ -28,8 +28,8 @@ import urllib3
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
-from tuskit.desktop.backoff import parse_retry_after
-from tuskit.desktop.throttle import Throttle
+from ..engine.backoff import parse_retry_after
+from .throttle import Throttle
 
 BLOCK = 256 * 1024  # progress and cancellation granularity inside a chunk
 # files up to this size go in the creation request itself (creation-with-upload): one round trip instead of

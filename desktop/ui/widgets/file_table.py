@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
-from tuskit.desktop.widgets.formatting import (
+from ..formatting import (
     NONE_MARK,
     human_bytes,
     human_duration,
@@ -16,7 +16,7 @@ from tuskit.desktop.widgets.formatting import (
     progress_bar,
     shorten_path,
 )
-from tuskit.desktop.widgets.model import DashboardModel, FileRow
+from ..model import DashboardModel, FileRow
 
 STATE_STYLES = {
     "queued": "dim",

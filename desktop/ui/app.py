@@ -26,15 +26,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, RichLog
 
-from tuskit.desktop.engine import Engine
-from tuskit.desktop.events import EngineEvent
-from tuskit.desktop.widgets.add_folder import AddFolderScreen
-from tuskit.desktop.widgets.backoff_toast import BackoffToast
-from tuskit.desktop.widgets.detail import DetailScreen
-from tuskit.desktop.widgets.file_table import WIDE_FROM, FileTable
-from tuskit.desktop.widgets.model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
-from tuskit.desktop.widgets.status_bar import StatusBar
-from tuskit.desktop.widgets.totals_bar import TotalsBar
+from ..engine.engine import Engine
+from ..engine.events import EngineEvent
+from .model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
+from .widgets.add_folder import AddFolderScreen
+from .widgets.backoff_toast import BackoffToast
+from .widgets.detail import DetailScreen
+from .widgets.file_table import WIDE_FROM, FileTable
+from .widgets.status_bar import StatusBar
+from .widgets.totals_bar import TotalsBar
 
 LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 LOG_LINES = 2000

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tuskit.desktop import events as ev
+from . import events as ev
 
 PROGRESS_INTERVAL = 0.25
 

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
-from tuskit.desktop.widgets.file_table import STATE_STYLES
-from tuskit.desktop.widgets.formatting import human_bytes, human_rate
-from tuskit.desktop.widgets.model import DashboardModel
+from ..formatting import human_bytes, human_rate
+from ..model import DashboardModel
+from .file_table import STATE_STYLES
 
 _SHOWN_STATES = ("uploading", "queued", "backing-off", "paused", "failed")
 _NARROW_STATES = ("failed",)

@@ -13,10 +13,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from tuskit.desktop.widgets.file_table import STATE_STYLES
-from tuskit.desktop.widgets.formatting import NONE_MARK, human_bytes
-from tuskit.desktop.widgets.model import FileRow
-from tuskit.desktop.widgets.thumbnail import Missing, fetch_thumbnail, looks_like_image, render_thumbnail
+from ..formatting import NONE_MARK, human_bytes
+from ..model import FileRow
+from ..thumbnail import Missing, fetch_thumbnail, looks_like_image, render_thumbnail
+from .file_table import STATE_STYLES
 
 
 class DetailScreen(ModalScreen[None]):

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuskit.desktop.events import (
+from ..engine.events import (
     BackingOff,
     Connection,
     Done,
@@ -24,7 +24,7 @@ from tuskit.desktop.events import (
     Resumed,
     Started,
 )
-from tuskit.desktop.status import ACTIVE, FileStatus
+from ..engine.states import ACTIVE, FileStatus
 
 PAUSABLE = frozenset(ACTIVE)
 """States a pause applies to (the engine's active ones); done and failed files have nothing left to pause."""

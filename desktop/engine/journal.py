@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuskit.desktop.status import ACTIVE, QUEUED
+from .states import ACTIVE, QUEUED
 
 SUPERSEDED = "superseded"
 REMOVED = "removed"

@@ -3,7 +3,7 @@
 Threads: one watchdog observer per root feeds the stabiliser; a stabiliser thread turns quiet files into
 journal versions; a scanner thread runs the startup scan and periodic rescans; N workers take versions
 from the job queue and run upload attempts. The journal is the truth; the queue only says what to try
-next. Every state change is announced as an event from `tuskit.desktop.events` to subscribers, on the
+next. Every state change is announced as an event from `tuskit.desktop.engine.events` to subscribers, on the
 engine's threads. No Textual import anywhere under the engine: `tuskit sync` runs without it.
 """
 
@@ -17,30 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tuskit.desktop import events as ev
-from tuskit.desktop.attempt import Attempt
-from tuskit.desktop.backoff import ServerGate
-from tuskit.desktop.config import SyncConfig
-from tuskit.desktop.ignore import IgnoreRules
-from tuskit.desktop.jobqueue import JobQueue
-from tuskit.desktop.journal import REMOVED, Journal, NewVersion, Version
-from tuskit.desktop.policy import SERVER_WIDE, decide
-from tuskit.desktop.runlock import RunLock
-from tuskit.desktop.scanner import scan
-from tuskit.desktop.stabiliser import Ready, Stabiliser, stat_file
-from tuskit.desktop.status import (
-    ACTIVE,
-    BACKING_OFF,
-    DONE,
-    FAILED,
-    PAUSED,
-    QUEUED,
-    STATES,
-    UPLOADING,
-    FileStatus,
-)
-from tuskit.desktop.throttle import Throttle
-from tuskit.desktop.uploader import (
+from ..client.throttle import Throttle
+from ..client.tus import (
     CHECKSUM,
     RATE_LIMITED,
     UNREACHABLE,
@@ -51,7 +29,29 @@ from tuskit.desktop.uploader import (
     sha256_prefix,
     upload,
 )
-from tuskit.desktop.watcher import FolderWatcher
+from ..config import SyncConfig
+from ..watch.ignore import IgnoreRules
+from ..watch.scanner import scan
+from ..watch.stabiliser import Ready, Stabiliser, stat_file
+from ..watch.watcher import FolderWatcher
+from . import events as ev
+from .attempt import Attempt
+from .backoff import ServerGate
+from .jobqueue import JobQueue
+from .journal import REMOVED, Journal, NewVersion, Version
+from .policy import SERVER_WIDE, decide
+from .runlock import RunLock
+from .states import (
+    ACTIVE,
+    BACKING_OFF,
+    DONE,
+    FAILED,
+    PAUSED,
+    QUEUED,
+    STATES,
+    UPLOADING,
+    FileStatus,
+)
 
 __all__ = ["Engine", "FileStatus"]
 
@@ -62,7 +62,7 @@ _TICK = 0.5  # how often idle threads look at the stop flag
 
 
 class _Hooks:
-    """The uploader's view of the engine during one attempt (see uploader.UploadHooks)."""
+    """The uploader's view of the engine during one attempt (see client.tus.UploadHooks)."""
 
     def __init__(self, engine: Engine, attempt: Attempt, row: Version) -> None:
         self.engine, self.attempt, self.row = engine, attempt, row
