@@ -17,18 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..client.errors import CHECKSUM, RATE_LIMITED, UNREACHABLE, Cancelled, FileChanged, UploadError
 from ..client.throttle import Throttle
-from ..client.tus import (
-    CHECKSUM,
-    RATE_LIMITED,
-    UNREACHABLE,
-    Cancelled,
-    FileChanged,
-    TusSession,
-    UploadError,
-    sha256_prefix,
-    upload,
-)
+from ..client.tus import TusSession, sha256_prefix, upload
 from ..config import SyncConfig
 from ..watch.ignore import IgnoreRules
 from ..watch.scanner import scan

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..client.tus import CHECKSUM, FATAL, GONE, RATE_LIMITED, UNREACHABLE, UploadError
+from ..client.errors import CHECKSUM, FATAL, GONE, RATE_LIMITED, UNREACHABLE, UploadError
 from .backoff import backoff_delay
 
 MAX_CHECKSUM_RESTARTS = 1

@@ -7,7 +7,7 @@ import threading
 import time
 from email.utils import formatdate
 
-from tuskit.desktop.client.tus import (
+from tuskit.desktop.client.errors import (
     CHECKSUM,
     FATAL,
     GONE,
@@ -17,7 +17,8 @@ from tuskit.desktop.client.tus import (
     UNREACHABLE,
     UploadError,
 )
-from tuskit.desktop.engine.backoff import ServerGate, backoff_delay, parse_retry_after
+from tuskit.desktop.client.headers import parse_retry_after
+from tuskit.desktop.engine.backoff import ServerGate, backoff_delay
 from tuskit.desktop.engine.policy import Decision, decide
 
 

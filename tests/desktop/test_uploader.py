@@ -14,8 +14,9 @@ import pytest
 import requests
 from http_fault_proxy import FaultProxy
 
+from tuskit.desktop.client.errors import CHECKSUM, FATAL, NETWORK, Cancelled, UploadError
 from tuskit.desktop.client.throttle import Throttle
-from tuskit.desktop.client.tus import CHECKSUM, FATAL, NETWORK, Cancelled, TusSession, UploadError, upload
+from tuskit.desktop.client.tus import TusSession, upload
 
 from support import TUS, ServerProcess, stored_sha256
 
