@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..client.errors import CHECKSUM, RATE_LIMITED, UNREACHABLE, Cancelled, FileChanged, UploadError
 from ..client.throttle import Throttle
+from ..client.thumbnail import Missing, fetch_thumbnail
 from ..client.tus import TusSession, sha256_prefix, upload
 from ..config import SyncConfig
 from ..watch.ignore import IgnoreRules
@@ -561,3 +562,8 @@ class Engine:
             live = {job: a.sent for job, a in self._attempts.items()}
         return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
                 for r in self._rows(STATES)]
+
+    def thumbnail(self, url: str, cancelled: threading.Event) -> bytes | Missing:
+        """The server's thumbnail of a finished upload, with this engine's token; blocks (HTTP), so a front
+        end calls it off its UI loop. Front ends get bytes to render, never a server or a token."""
+        return fetch_thumbnail(url, self.config.token, cancelled)

@@ -299,7 +299,7 @@ class TuskitApp(App[int]):
     def _show_details(self, path: str) -> None:
         row = self.model.rows.get(path)
         if row is not None:
-            self.push_screen(DetailScreen(row, self.model.display_name(path), self.engine.config.token))
+            self.push_screen(DetailScreen(row, self.model.display_name(path), self.engine.thumbnail))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette offers every binding of ours too (quit is already among Textual's own)."""
