@@ -108,6 +108,7 @@ def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
 def run_sync(args: argparse.Namespace) -> int:
     from .engine.engine import Engine
     from .engine.runlock import JournalBusy
+    from .engine.states import DONE, FAILED
     from .progress_log import ProgressLog
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -129,8 +130,8 @@ def run_sync(args: argparse.Namespace) -> int:
             stop.wait()
     finally:
         engine.stop()
-    failed = [s for s in engine.snapshot() if s.state == "failed"]
-    print(f"summary: {sum(s.state == 'done' for s in engine.snapshot())} done, {len(failed)} failed", flush=True)
+    failed = [s for s in engine.snapshot() if s.state == FAILED]
+    print(f"summary: {sum(s.state == DONE for s in engine.snapshot())} done, {len(failed)} failed", flush=True)
     return 1 if (args.once and (failed or stop.is_set())) else 0
 
 

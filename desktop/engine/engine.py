@@ -30,7 +30,7 @@ from . import events as ev
 from .attempt import Attempt
 from .backoff import ServerGate
 from .jobqueue import JobQueue
-from .journal import REMOVED, Journal, NewVersion, Version
+from .journal import Journal, NewVersion, Version
 from .policy import SERVER_WIDE, decide
 from .runlock import RunLock
 from .states import (
@@ -40,6 +40,7 @@ from .states import (
     FAILED,
     PAUSED,
     QUEUED,
+    REMOVED,
     STATES,
     UPLOADING,
     FileStatus,

@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, RichLog
 
 from ..engine.engine import Engine
 from ..engine.events import EngineEvent
+from ..engine.states import BACKING_OFF, PAUSED, UPLOADING
 from .model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
 from .widgets.add_folder import AddFolderScreen
 from .widgets.backoff_toast import BackoffToast
@@ -173,9 +174,9 @@ class TuskitApp(App[int]):
             case "resume_all":
                 return self.model.paused_all
             case "resume_selected":
-                return state == "paused"
+                return state == PAUSED
             case "pause_selected":
-                return True if state in PAUSABLE else (False if state == "paused" else None)
+                return True if state in PAUSABLE else (False if state == PAUSED else None)
         return True
 
     def _tick(self) -> None:
@@ -185,7 +186,7 @@ class TuskitApp(App[int]):
         now = time.monotonic()
         waiting = self.model.backoff_until is not None
         self.model.tick(now)
-        moving = {path for path, row in self.model.rows.items() if row.state in ("uploading", "backing-off")}
+        moving = {path for path, row in self.model.rows.items() if row.state in (UPLOADING, BACKING_OFF)}
         self._table.show(moving, now)
         if waiting or self.model.backoff_until is not None:
             self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from ...client.thumbnail import Missing
+from ...engine.states import DONE
 from ..formatting import NONE_MARK, human_bytes
 from ..model import FileRow
 from ..thumbnail import looks_like_image, render_thumbnail
@@ -49,7 +50,7 @@ class DetailScreen(ModalScreen[None]):
     def _refresh(self) -> None:
         self.query_one("#detail-facts", Static).update(self._facts())
         row = self.row
-        if not self._thumbnail_asked and row.state == "done" and row.url and looks_like_image(row.path):
+        if not self._thumbnail_asked and row.state == DONE and row.url and looks_like_image(row.path):
             self._thumbnail_asked = True
             self.query_one("#thumbnail", Static).update(Text("fetching thumbnail…", style="dim"))
             self.call_after_refresh(self._start_thumbnail)
