@@ -15,7 +15,6 @@ and offset bookkeeping. Around its caveats:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -265,19 +264,3 @@ def upload(tus: TusSession, path: str, size: int, url: str | None, metadata: dic
                 tus_file.chunk_size = min(2 * tus_file.chunk_size, max_chunk_size)
             hooks.confirmed(tus_file.offset)
         return str(tus_file.url)
-
-
-def sha256_prefix(path: str, length: int, cancelled: threading.Event) -> str:
-    """SHA-256 of the first `length` bytes (the version we upload), stoppable between 1 MiB blocks."""
-    hasher = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        remaining = length
-        while remaining > 0:
-            if cancelled.is_set():
-                raise Cancelled
-            block = f.read(min(1024 * 1024, remaining))
-            if not block:
-                raise FileChanged("the file became shorter while being hashed")
-            hasher.update(block)
-            remaining -= len(block)
-    return hasher.hexdigest()

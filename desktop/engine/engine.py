@@ -15,12 +15,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from ..client.errors import CHECKSUM, RATE_LIMITED, UNREACHABLE, Cancelled, FileChanged, UploadError
 from ..client.throttle import Throttle
 from ..client.thumbnail import Missing, fetch_thumbnail
-from ..client.tus import TusSession, sha256_prefix, upload
+from ..client.tus import TusSession, upload
 from ..config import SyncConfig
 from ..watch.ignore import IgnoreRules
 from ..watch.scanner import scan
@@ -52,33 +53,6 @@ log = logging.getLogger("tuskit.desktop.engine")
 
 Listener = Callable[[ev.EngineEvent], None]
 _TICK = 0.5  # how often idle threads look at the stop flag
-
-
-class _Hooks:
-    """The uploader's view of the engine during one attempt (see client.tus.UploadHooks)."""
-
-    def __init__(self, engine: Engine, attempt: Attempt, row: Version) -> None:
-        self.engine, self.attempt, self.row = engine, attempt, row
-        self.cancelled = attempt.cancelled
-
-    def before_request(self) -> None:
-        if not self.engine._gate.wait_open(self.cancelled):
-            raise Cancelled
-
-    def started(self, url: str, offset: int) -> None:
-        self.engine.journal.update(self.row.id, url=url, offset=offset)
-        self.attempt.restart_clock(offset)
-        self.engine._gate.succeeded()
-        self.engine._connection("online")
-        self.engine._emit(ev.Started(self.row.path, self.row.size, offset, url))
-
-    def sent(self, n: int) -> None:
-        self.attempt.add(n)
-
-    def confirmed(self, offset: int) -> None:
-        self.engine.journal.update(self.row.id, offset=offset)
-        self.attempt.sent = offset
-        self.engine._check_unchanged(self.row)
 
 
 class Engine:
@@ -355,7 +329,9 @@ class Engine:
             if self._differs(row, current):
                 self._on_file(row.path, False)  # it changed again: the stabiliser makes a new version
                 return None
-            attempt = Attempt(job, row.path, row.size, self._emit)
+            attempt = Attempt(job, row.path, row.size, self._emit, wait_turn=self._gate.wait_open,
+                              on_started=partial(self._upload_started, row),
+                              on_confirmed=partial(self._upload_confirmed, row))
             attempt.restart_clock(row.offset)
             self._attempts[job] = attempt
             return self.journal.update(job, state=UPLOADING, attempts=row.attempts + 1, error=None), attempt
@@ -371,7 +347,7 @@ class Engine:
 
     def _attempt(self, job: int, tus: TusSession, row: Version, attempt: Attempt) -> None:
         try:
-            sha256 = row.sha256 or sha256_prefix(row.path, row.size, attempt.cancelled)
+            sha256 = row.sha256 or attempt.sha256()
             if row.sha256 is None:
                 self._check_unchanged(row)
                 row = self.journal.update(job, sha256=sha256)
@@ -382,7 +358,7 @@ class Engine:
                 with self._lock:
                     known = self._exact_offsets.pop(job, None)
                 url = upload(tus, row.path, row.size, row.url, self._metadata(row, sha256), self.config.chunk_size,
-                             _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size, known)
+                             attempt, self._throttle, self.config.max_chunk_size, known)
             with self._lock:
                 self._wait_streak = 0
             self._settle(job, DONE, url=url, offset=row.size, error=None)
@@ -392,6 +368,19 @@ class Engine:
         finally:
             with self._lock:
                 self._attempts.pop(job, None)
+
+    def _upload_started(self, row: Version, url: str, offset: int) -> None:
+        """The upload exists on the server: its URL goes into the journal at once, so a crash resumes it with
+        a HEAD; the server answered, which also ends a server-wide wait's probe."""
+        self.journal.update(row.id, url=url, offset=offset)
+        self._gate.succeeded()
+        self._connection("online")
+        self._emit(ev.Started(row.path, row.size, offset, url))
+
+    def _upload_confirmed(self, row: Version, offset: int) -> None:
+        """The server has every byte up to `offset`; a file that changed meanwhile stops the attempt."""
+        self.journal.update(row.id, offset=offset)
+        self._check_unchanged(row)
 
     def _metadata(self, row: Version, sha256: str) -> dict[str, str]:
         rel = Path(row.path).relative_to(row.root).as_posix()
@@ -560,7 +549,7 @@ class Engine:
     def snapshot(self) -> list[FileStatus]:
         """Current rows (one per path), for a front end that subscribes late."""
         with self._lock:
-            live = {job: a.sent for job, a in self._attempts.items()}
+            live = {job: a.bytes_sent for job, a in self._attempts.items()}
         return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
                 for r in self._rows(STATES)]
 
