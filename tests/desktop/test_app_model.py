@@ -22,11 +22,11 @@ from tuskit.desktop.ui.formatting import (
     human_bytes,
     human_duration,
     human_rate,
-    progress_bar,
     shorten_middle,
     shorten_path,
 )
 from tuskit.desktop.ui.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
+from tuskit.desktop.ui.widgets.file_table import progress_bar
 
 ROOT = Path("/watched")
 A, B = str(ROOT / "a.jpg"), str(ROOT / "sub" / "b.bin")

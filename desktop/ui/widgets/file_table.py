@@ -14,7 +14,6 @@ from ..formatting import (
     human_bytes,
     human_duration,
     human_rate,
-    progress_bar,
     shorten_path,
 )
 from ..model import DashboardModel, FileRow
@@ -39,6 +38,18 @@ _PERCENT = 5  # " 100%"
 _CHROME = 2  # the vertical scrollbar
 _NOTE_SHARE = 0.45
 """Wide layout: this share of the free width shows why a file failed or waits, next to its name."""
+
+
+def progress_bar(fraction: float, width: int, style: str) -> Text:
+    """A bar of eighth-blocks followed by the percentage; `width` counts the bar only."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, partial = divmod(eighths, 8)
+    bar = "█" * full + ("▏▎▍▌▋▊▉"[partial - 1] if partial else "")
+    text = Text(bar, style=style)
+    text.append(" " * (width - len(bar)), style="on grey23")
+    text.append(f" {fraction * 100:3.0f}%")
+    return text
 
 
 class FileTable(DataTable[Text]):
