@@ -22,7 +22,6 @@ from ..client.errors import CHECKSUM, RATE_LIMITED, UNREACHABLE, Cancelled, File
 from ..client.throttle import Throttle
 from ..client.thumbnail import Missing, fetch_thumbnail
 from ..client.tus import TusSession, upload
-from ..config import SyncConfig
 from ..watch.ignore import IgnoreRules
 from ..watch.scanner import scan
 from ..watch.stabiliser import Ready, Stabiliser, stat_file
@@ -46,6 +45,7 @@ from .states import (
     UPLOADING,
     FileStatus,
 )
+from .sync_config import SyncConfig
 
 __all__ = ["Engine", "FileStatus"]
 
