@@ -1,4 +1,4 @@
-"""The uploader against a real tuskit server: streamed chunks, resume by HEAD, 460, timeouts, auth."""
+"""The tus transport against a real tuskit server: streamed chunks, resume by HEAD, 460, timeouts, auth."""
 
 from __future__ import annotations
 
