@@ -1,8 +1,9 @@
 """tuskit.desktop: a folder-watching upload engine and its Textual dashboard.
 
 Where things live, and what each part may touch:
-- `engine/`: the sync engine (journal, queue, workers, retry policy, events); the SQLite journal is its disk,
-  the server is reached only through `client/`, and nothing in it imports Textual or Rich;
+- `engine/`: the sync engine (journal, queue, workers, retry policy, events); on disk it keeps its SQLite
+  journal and run lock and reads the files it uploads, it reaches the server only through `client/`, and
+  nothing in it imports Textual or Rich;
 - `watch/`: which files exist and when they are finished (watchdog, inotify, scans); reads the disk, never
   the network;
 - `client/`: the only code that speaks HTTP (tus uploads, thumbnail fetches, the auth header);

@@ -4,7 +4,9 @@ Threads: one watchdog observer per root feeds the stabiliser; a stabiliser threa
 journal versions; a scanner thread runs the startup scan and periodic rescans; N workers take versions
 from the job queue and run upload attempts. The journal is the truth; the queue only says what to try
 next. Every state change is announced as an event from `tuskit.desktop.engine.events` to subscribers, on the
-engine's threads. No Textual import anywhere under the engine: `tuskit sync` runs without it.
+engine's threads. Front ends have nothing else to talk to: commands (pause, resume, retry, remove, add a
+folder), a snapshot for a late subscriber and thumbnails from the server are methods here. No Textual import
+anywhere under the engine: `tuskit sync` runs without it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ from .states import (
     FileStatus,
 )
 from .sync_config import SyncConfig
-
-__all__ = ["Engine", "FileStatus"]
 
 log = logging.getLogger("tuskit.desktop.engine")
 
