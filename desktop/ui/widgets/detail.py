@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import partial
 
 from rich.text import Text
@@ -13,10 +14,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
-from tuskit.desktop.widgets.file_table import STATE_STYLES
-from tuskit.desktop.widgets.formatting import NONE_MARK, human_bytes
-from tuskit.desktop.widgets.model import FileRow
-from tuskit.desktop.widgets.thumbnail import Missing, fetch_thumbnail, looks_like_image, render_thumbnail
+from ...client.thumbnail import Missing
+from ...engine.states import DONE
+from ..formatting import NONE_MARK, human_bytes
+from ..model import FileRow
+from ..thumbnail import looks_like_image, render_thumbnail
+from .file_table import STATE_STYLES
 
 
 class DetailScreen(ModalScreen[None]):
@@ -25,11 +28,13 @@ class DetailScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
-    def __init__(self, row: FileRow, name: str, token: str | None) -> None:
+    def __init__(self, row: FileRow, name: str, fetch: Callable[[str, threading.Event], bytes | Missing]) -> None:
+        """`fetch(url, cancelled)` gets the thumbnail's bytes (the engine's `thumbnail`): this screen renders
+        them and never talks to the server itself."""
         super().__init__()
         self.row = row
         self.file_name = name
-        self.token = token
+        self.fetch = fetch
         self._cancelled = threading.Event()
         self._thumbnail_asked = False
 
@@ -45,7 +50,7 @@ class DetailScreen(ModalScreen[None]):
     def _refresh(self) -> None:
         self.query_one("#detail-facts", Static).update(self._facts())
         row = self.row
-        if not self._thumbnail_asked and row.state == "done" and row.url and looks_like_image(row.path):
+        if not self._thumbnail_asked and row.state == DONE and row.url and looks_like_image(row.path):
             self._thumbnail_asked = True
             self.query_one("#thumbnail", Static).update(Text("fetching thumbnail…", style="dim"))
             self.call_after_refresh(self._start_thumbnail)
@@ -81,10 +86,10 @@ class DetailScreen(ModalScreen[None]):
                         group="thumbnail")
 
     def _load_thumbnail(self, columns: int, rows: int) -> None:
-        """Thread worker: HTTP and Pillow stay off the UI loop."""
+        """Thread worker: the fetch and Pillow stay off the UI loop."""
         assert self.row.url is not None
         worker = get_current_worker()
-        data = fetch_thumbnail(self.row.url, self.token, self._cancelled)
+        data = self.fetch(self.row.url, self._cancelled)
         picture = data if isinstance(data, Missing) else render_thumbnail(data, columns, rows)
         if not worker.is_cancelled and not self._cancelled.is_set():
             self.app.call_from_thread(self._show_thumbnail, picture)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuskit.desktop.events import (
+from ..engine.events import (
     BackingOff,
     Connection,
     Done,
@@ -24,7 +24,7 @@ from tuskit.desktop.events import (
     Resumed,
     Started,
 )
-from tuskit.desktop.status import ACTIVE, FileStatus
+from ..engine.states import ACTIVE, BACKING_OFF, DONE, FAILED, PAUSED, QUEUED, UPLOADING, FileStatus
 
 PAUSABLE = frozenset(ACTIVE)
 """States a pause applies to (the engine's active ones); done and failed files have nothing left to pause."""
@@ -43,7 +43,7 @@ class FileRow:
     path: str
     size: int
     sent: int = 0
-    state: str = "queued"
+    state: str = QUEUED
     bytes_per_second: float = 0.0
     error: str | None = None
     url: str | None = None
@@ -57,11 +57,11 @@ class FileRow:
     @property
     def fraction(self) -> float:
         if self.size <= 0:
-            return 1.0 if self.state == "done" else 0.0
+            return 1.0 if self.state == DONE else 0.0
         return min(self.sent / self.size, 1.0)
 
     def speed(self, now: float) -> float:
-        if self.state != "uploading" or now - self.progress_at > STALE_SPEED_SECONDS:
+        if self.state != UPLOADING or now - self.progress_at > STALE_SPEED_SECONDS:
             return 0.0
         return self.bytes_per_second
 
@@ -186,11 +186,11 @@ class DashboardModel:
             case Queued(path=path, size=size):
                 row = self._row(path, size)
                 row.size, row.sent, row.error, row.retry_at, row.attempts = size, 0, None, None, 0
-                row.state = "paused" if self.paused_all else "queued"  # the engine holds its queue meanwhile
+                row.state = PAUSED if self.paused_all else QUEUED  # the engine holds its queue meanwhile
                 changes.rows.add(path)
             case Started(path=path, size=size, offset=offset, url=url):
                 row = self._row(path, size)
-                row.size, row.sent, row.url, row.state, row.retry_at = size, offset, url, "uploading", None
+                row.size, row.sent, row.url, row.state, row.retry_at = size, offset, url, UPLOADING, None
                 row.bytes_per_second, row.progress_at = 0.0, now
                 row.attempts += 1  # the engine counts an attempt each time a worker takes the file
                 changes.rows.add(path)
@@ -200,13 +200,13 @@ class DashboardModel:
             case Progress(path=path, sent=sent, size=size, bytes_per_second=speed):
                 row = self._row(path, size)
                 row.sent, row.size, row.bytes_per_second, row.progress_at = sent, size, speed, now
-                if row.state in ("queued", "backing-off"):
-                    row.state = "uploading"
+                if row.state in (QUEUED, BACKING_OFF):
+                    row.state = UPLOADING
                 changes.rows.add(path)
                 self._set_connection("online")
             case Done(path=path, size=size, url=url, sha256=sha256):
                 row = self._row(path, size)
-                row.size, row.sent, row.url, row.sha256, row.state = size, size, url, sha256, "done"
+                row.size, row.sent, row.url, row.sha256, row.state = size, size, url, sha256, DONE
                 row.bytes_per_second, row.error, row.retry_at = 0.0, None, None
                 changes.rows.add(path)
                 changes.log.append(("info", f"done {self.display_name(path)}"))
@@ -216,11 +216,11 @@ class DashboardModel:
                 row.error, row.attempts, row.bytes_per_second = error, attempts, 0.0
                 name = self.display_name(path)
                 if final:
-                    row.state = "failed"
+                    row.state = FAILED
                     changes.log.append(("error", f"failed {name}: {error}"))
                     changes.alerts.append(Alert(f"{name}: {error}", "error", "Upload failed"))
                 else:
-                    row.state = "queued"  # until a BackingOff says when, or a worker takes it again
+                    row.state = QUEUED  # until a BackingOff says when, or a worker takes it again
                     changes.log.append(("warning", f"attempt {attempts} of {name} failed: {error}"))
                 changes.rows.add(path)
             case BackingOff(path=None, seconds=seconds, reason=reason):
@@ -233,7 +233,7 @@ class DashboardModel:
                 self._set_connection("rate-limited")
             case BackingOff(path=str(path), seconds=seconds, reason=reason):
                 row = self._row(path, 0)
-                row.state, row.retry_at, row.bytes_per_second = "backing-off", now + seconds, 0.0
+                row.state, row.retry_at, row.bytes_per_second = BACKING_OFF, now + seconds, 0.0
                 changes.rows.add(path)
                 changes.log.append(("warning", f"retrying {self.display_name(path)} in {seconds:.0f} s: {reason}"))
             case Paused(path=path):
@@ -311,9 +311,9 @@ class DashboardModel:
             self._changes.log.append(("info", f"{verb} {self.display_name(path)}"))
         for row in targets:
             if paused and row.state in PAUSABLE:
-                row.state, row.bytes_per_second = "paused", 0.0
-            elif not paused and row.state == "paused":
-                row.state = "queued"
+                row.state, row.bytes_per_second = PAUSED, 0.0
+            elif not paused and row.state == PAUSED:
+                row.state = QUEUED
             else:
                 continue
             self._changes.rows.add(row.path)

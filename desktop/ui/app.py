@@ -26,15 +26,16 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, RichLog
 
-from tuskit.desktop.engine import Engine
-from tuskit.desktop.events import EngineEvent
-from tuskit.desktop.widgets.add_folder import AddFolderScreen
-from tuskit.desktop.widgets.backoff_toast import BackoffToast
-from tuskit.desktop.widgets.detail import DetailScreen
-from tuskit.desktop.widgets.file_table import WIDE_FROM, FileTable
-from tuskit.desktop.widgets.model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
-from tuskit.desktop.widgets.status_bar import StatusBar
-from tuskit.desktop.widgets.totals_bar import TotalsBar
+from ..engine.engine import Engine
+from ..engine.events import EngineEvent
+from ..engine.states import BACKING_OFF, PAUSED, UPLOADING
+from .model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
+from .widgets.add_folder import AddFolderScreen
+from .widgets.backoff_toast import BackoffToast
+from .widgets.detail import DetailScreen
+from .widgets.file_table import WIDE_FROM, FileTable
+from .widgets.status_bar import StatusBar
+from .widgets.totals_bar import TotalsBar
 
 LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 LOG_LINES = 2000
@@ -173,9 +174,9 @@ class TuskitApp(App[int]):
             case "resume_all":
                 return self.model.paused_all
             case "resume_selected":
-                return state == "paused"
+                return state == PAUSED
             case "pause_selected":
-                return True if state in PAUSABLE else (False if state == "paused" else None)
+                return True if state in PAUSABLE else (False if state == PAUSED else None)
         return True
 
     def _tick(self) -> None:
@@ -185,7 +186,7 @@ class TuskitApp(App[int]):
         now = time.monotonic()
         waiting = self.model.backoff_until is not None
         self.model.tick(now)
-        moving = {path for path, row in self.model.rows.items() if row.state in ("uploading", "backing-off")}
+        moving = {path for path, row in self.model.rows.items() if row.state in (UPLOADING, BACKING_OFF)}
         self._table.show(moving, now)
         if waiting or self.model.backoff_until is not None:
             self._backoff_toast.tick(self.model.backoff_left(now), self.model.backoff_reason)
@@ -299,7 +300,7 @@ class TuskitApp(App[int]):
     def _show_details(self, path: str) -> None:
         row = self.model.rows.get(path)
         if row is not None:
-            self.push_screen(DetailScreen(row, self.model.display_name(path), self.engine.config.token))
+            self.push_screen(DetailScreen(row, self.model.display_name(path), self.engine.thumbnail))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette offers every binding of ours too (quit is already among Textual's own)."""

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from tuskit.desktop.ignore import IgnoreRules
+from .ignore import IgnoreRules
 
 
 def scan(root: Path, rules: IgnoreRules, start: Path | None = None) -> Iterator[tuple[str, int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import App
 from textual.notifications import Notification, Notify
 
-from tuskit.desktop.widgets.formatting import human_duration
+from ..formatting import human_duration
 
 
 class BackoffToast:

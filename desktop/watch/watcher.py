@@ -4,7 +4,7 @@ Polling (`--poll`) is for network mounts, where kernel notifications do not see 
 When the kernel refuses more inotify watches (a big tree under the default `fs.inotify.max_user_watches`),
 the watcher says so, with the sysctl that raises the limit, and falls back to polling rather than
 silently missing files (watchdog itself skips subfolders it cannot watch without a word, so the tree is
-probed first: see inotify_room). Whatever a watcher misses, the engine's periodic rescan still finds.
+probed first: see inotify_probe). Whatever a watcher misses, the engine's periodic rescan still finds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from tuskit.desktop.inotify_room import inotify_refusal
+from .inotify_probe import inotify_refusal
 
 log = logging.getLogger("tuskit.desktop.watcher")
 

@@ -3,8 +3,10 @@
 Threads: one watchdog observer per root feeds the stabiliser; a stabiliser thread turns quiet files into
 journal versions; a scanner thread runs the startup scan and periodic rescans; N workers take versions
 from the job queue and run upload attempts. The journal is the truth; the queue only says what to try
-next. Every state change is announced as an event from `tuskit.desktop.events` to subscribers, on the
-engine's threads. No Textual import anywhere under the engine: `tuskit sync` runs without it.
+next. Every state change is announced as an event from `tuskit.desktop.engine.events` to subscribers, on the
+engine's threads. Front ends have nothing else to talk to: commands (pause, resume, retry, remove, add a
+folder), a snapshot for a late subscriber and thumbnails from the server are methods here. No Textual import
+anywhere under the engine: `tuskit sync` runs without it.
 """
 
 from __future__ import annotations
@@ -15,77 +17,42 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
-from tuskit.desktop import events as ev
-from tuskit.desktop.attempt import Attempt
-from tuskit.desktop.backoff import ServerGate
-from tuskit.desktop.config import SyncConfig
-from tuskit.desktop.ignore import IgnoreRules
-from tuskit.desktop.jobqueue import JobQueue
-from tuskit.desktop.journal import REMOVED, Journal, NewVersion, Version
-from tuskit.desktop.policy import SERVER_WIDE, decide
-from tuskit.desktop.runlock import RunLock
-from tuskit.desktop.scanner import scan
-from tuskit.desktop.stabiliser import Ready, Stabiliser, stat_file
-from tuskit.desktop.status import (
+from ..client.errors import CHECKSUM, RATE_LIMITED, UNREACHABLE, Cancelled, FileChanged, UploadError
+from ..client.throttle import Throttle
+from ..client.thumbnail import Missing, fetch_thumbnail
+from ..client.tus import TusSession, upload
+from ..watch.ignore import IgnoreRules
+from ..watch.scanner import scan
+from ..watch.stabiliser import Ready, Stabiliser, stat_file
+from ..watch.watcher import FolderWatcher
+from . import events as ev
+from .attempt import Attempt
+from .backoff import ServerGate
+from .jobqueue import JobQueue
+from .journal import Journal, NewVersion, Version
+from .policy import SERVER_WIDE, decide
+from .runlock import RunLock
+from .states import (
     ACTIVE,
     BACKING_OFF,
     DONE,
     FAILED,
     PAUSED,
     QUEUED,
+    REMOVED,
     STATES,
     UPLOADING,
     FileStatus,
 )
-from tuskit.desktop.throttle import Throttle
-from tuskit.desktop.uploader import (
-    CHECKSUM,
-    RATE_LIMITED,
-    UNREACHABLE,
-    Cancelled,
-    FileChanged,
-    TusSession,
-    UploadError,
-    sha256_prefix,
-    upload,
-)
-from tuskit.desktop.watcher import FolderWatcher
-
-__all__ = ["Engine", "FileStatus"]
+from .sync_config import SyncConfig
 
 log = logging.getLogger("tuskit.desktop.engine")
 
 Listener = Callable[[ev.EngineEvent], None]
 _TICK = 0.5  # how often idle threads look at the stop flag
-
-
-class _Hooks:
-    """The uploader's view of the engine during one attempt (see uploader.UploadHooks)."""
-
-    def __init__(self, engine: Engine, attempt: Attempt, row: Version) -> None:
-        self.engine, self.attempt, self.row = engine, attempt, row
-        self.cancelled = attempt.cancelled
-
-    def before_request(self) -> None:
-        if not self.engine._gate.wait_open(self.cancelled):
-            raise Cancelled
-
-    def started(self, url: str, offset: int) -> None:
-        self.engine.journal.update(self.row.id, url=url, offset=offset)
-        self.attempt.restart_clock(offset)
-        self.engine._gate.succeeded()
-        self.engine._connection("online")
-        self.engine._emit(ev.Started(self.row.path, self.row.size, offset, url))
-
-    def sent(self, n: int) -> None:
-        self.attempt.add(n)
-
-    def confirmed(self, offset: int) -> None:
-        self.engine.journal.update(self.row.id, offset=offset)
-        self.attempt.sent = offset
-        self.engine._check_unchanged(self.row)
 
 
 class Engine:
@@ -362,7 +329,9 @@ class Engine:
             if self._differs(row, current):
                 self._on_file(row.path, False)  # it changed again: the stabiliser makes a new version
                 return None
-            attempt = Attempt(job, row.path, row.size, self._emit)
+            attempt = Attempt(job, row.path, row.size, self._emit, wait_turn=self._gate.wait_open,
+                              on_started=partial(self._upload_started, row),
+                              on_confirmed=partial(self._upload_confirmed, row))
             attempt.restart_clock(row.offset)
             self._attempts[job] = attempt
             return self.journal.update(job, state=UPLOADING, attempts=row.attempts + 1, error=None), attempt
@@ -378,7 +347,7 @@ class Engine:
 
     def _attempt(self, job: int, tus: TusSession, row: Version, attempt: Attempt) -> None:
         try:
-            sha256 = row.sha256 or sha256_prefix(row.path, row.size, attempt.cancelled)
+            sha256 = row.sha256 or attempt.sha256()
             if row.sha256 is None:
                 self._check_unchanged(row)
                 row = self.journal.update(job, sha256=sha256)
@@ -389,7 +358,7 @@ class Engine:
                 with self._lock:
                     known = self._exact_offsets.pop(job, None)
                 url = upload(tus, row.path, row.size, row.url, self._metadata(row, sha256), self.config.chunk_size,
-                             _Hooks(self, attempt, row), self._throttle, self.config.max_chunk_size, known)
+                             attempt, self._throttle, self.config.max_chunk_size, known)
             with self._lock:
                 self._wait_streak = 0
             self._settle(job, DONE, url=url, offset=row.size, error=None)
@@ -399,6 +368,19 @@ class Engine:
         finally:
             with self._lock:
                 self._attempts.pop(job, None)
+
+    def _upload_started(self, row: Version, url: str, offset: int) -> None:
+        """The upload exists on the server: its URL goes into the journal at once, so a crash resumes it with
+        a HEAD; the server answered, which also ends a server-wide wait's probe."""
+        self.journal.update(row.id, url=url, offset=offset)
+        self._gate.succeeded()
+        self._connection("online")
+        self._emit(ev.Started(row.path, row.size, offset, url))
+
+    def _upload_confirmed(self, row: Version, offset: int) -> None:
+        """The server has every byte up to `offset`; a file that changed meanwhile stops the attempt."""
+        self.journal.update(row.id, offset=offset)
+        self._check_unchanged(row)
 
     def _metadata(self, row: Version, sha256: str) -> dict[str, str]:
         rel = Path(row.path).relative_to(row.root).as_posix()
@@ -567,6 +549,11 @@ class Engine:
     def snapshot(self) -> list[FileStatus]:
         """Current rows (one per path), for a front end that subscribes late."""
         with self._lock:
-            live = {job: a.sent for job, a in self._attempts.items()}
+            live = {job: a.bytes_sent for job, a in self._attempts.items()}
         return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
                 for r in self._rows(STATES)]
+
+    def thumbnail(self, url: str, cancelled: threading.Event) -> bytes | Missing:
+        """The server's thumbnail of a finished upload, with this engine's token; blocks (HTTP), so a front
+        end calls it off its UI loop. Front ends get bytes to render, never a server or a token."""
+        return fetch_thumbnail(url, self.config.token, cancelled)

@@ -11,7 +11,8 @@ from pathlib import Path
 from PIL import Image
 from rich.console import Console
 
-from tuskit.desktop.widgets.thumbnail import Missing, fetch_thumbnail, looks_like_image, render_thumbnail
+from tuskit.desktop.client.thumbnail import Missing, fetch_thumbnail
+from tuskit.desktop.ui.thumbnail import looks_like_image, render_thumbnail
 
 from support import ServerProcess, b64, create_upload
 

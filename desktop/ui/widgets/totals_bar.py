@@ -7,12 +7,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Sparkline, Static
 
-from tuskit.desktop.widgets.file_table import STATE_STYLES
-from tuskit.desktop.widgets.formatting import human_bytes, human_rate
-from tuskit.desktop.widgets.model import DashboardModel
+from ...engine.states import BACKING_OFF, DONE, FAILED, PAUSED, QUEUED, UPLOADING
+from ..formatting import human_bytes, human_rate
+from ..model import DashboardModel
+from .file_table import STATE_STYLES
 
-_SHOWN_STATES = ("uploading", "queued", "backing-off", "paused", "failed")
-_NARROW_STATES = ("failed",)
+_SHOWN_STATES = (UPLOADING, QUEUED, BACKING_OFF, PAUSED, FAILED)
+_NARROW_STATES = (FAILED,)
 """At 80 columns the table already shows each state; the totals keep only what needs attention."""
 
 
@@ -23,7 +24,7 @@ class TotalsBar(Horizontal):
 
     def show(self, model: DashboardModel, now: float, *, wide: bool) -> None:
         totals = model.totals(now)
-        done = totals.by_state.get("done", 0)
+        done = totals.by_state.get(DONE, 0)
         text = Text(f"{done}/{totals.files} done", style="bold")
         for state in _SHOWN_STATES if wide else _NARROW_STATES:
             if count := totals.by_state.get(state, 0):

@@ -4,7 +4,8 @@ A version is a (path, size, mtime) seen stable on disk. Its row records the sha2
 URL (stored before the first byte is sent, so a crash can resume with a HEAD), the offset the server
 confirmed, state, attempts and the last error. The newest version of a path is `current`; an older one
 that never finished is `superseded` and never uploaded. `removed` rows are files the user took off the
-queue (or that vanished): the same version is not queued again, a changed one is.
+queue (or that vanished): the same version is not queued again, a changed one is. The states are in
+`states.py`.
 
 Upload-only: nothing here ever leads to a DELETE on the server.
 """
@@ -20,10 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuskit.desktop.status import ACTIVE, QUEUED
-
-SUPERSEDED = "superseded"
-REMOVED = "removed"
+from .states import ACTIVE, QUEUED, SUPERSEDED
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (

@@ -1,10 +1,9 @@
-"""Short human strings for sizes, rates, durations and progress, sized for narrow table cells."""
+"""Short human strings for sizes, rates and durations, sized for narrow table cells; plain `str`, no Rich,
+so the headless `tuskit sync` log prints sizes the way the dashboard does without loading a renderer."""
 
 from __future__ import annotations
 
 import math
-
-from rich.text import Text
 
 NONE_MARK = "\N{EN DASH}"
 """Shown for a value that does not apply or is not known yet."""
@@ -43,18 +42,6 @@ def human_duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
-
-
-def progress_bar(fraction: float, width: int, style: str) -> Text:
-    """A bar of eighth-blocks followed by the percentage; `width` counts the bar only."""
-    fraction = min(max(fraction, 0.0), 1.0)
-    eighths = round(fraction * width * 8)
-    full, partial = divmod(eighths, 8)
-    bar = "█" * full + ("▏▎▍▌▋▊▉"[partial - 1] if partial else "")
-    text = Text(bar, style=style)
-    text.append(" " * (width - len(bar)), style="on grey23")
-    text.append(f" {fraction * 100:3.0f}%")
-    return text
 
 
 def shorten_middle(name: str, width: int) -> str:

@@ -1,4 +1,5 @@
-"""How long to wait before trying again: exponential backoff with full jitter, floored by Retry-After.
+"""How long to wait before trying again: exponential backoff with full jitter, floored by Retry-After,
+and the gate that holds every worker while the server asked for a wait.
 
 Full jitter (a uniform draw between 0 and the exponential ceiling) spreads many clients that failed at the
 same moment, so a recovering server is not hit by a synchronised wave. A server that says when to come
@@ -10,7 +11,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from email.utils import parsedate_to_datetime
 
 
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, floor: float = 0.0,
@@ -19,20 +19,6 @@ def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, floor: fl
     ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
     draw = (rng or random).uniform(0.0, ceiling)
     return max(floor, draw)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
 
 
 class ServerGate:

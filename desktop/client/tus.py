@@ -15,7 +15,6 @@ and offset bookkeeping. Around its caveats:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -28,42 +27,26 @@ import urllib3
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
-from tuskit.desktop.backoff import parse_retry_after
-from tuskit.desktop.throttle import Throttle
+from .errors import (
+    CHECKSUM,
+    FATAL,
+    GONE,
+    NETWORK,
+    RATE_LIMITED,
+    RETRYABLE,
+    UNREACHABLE,
+    Cancelled,
+    FileChanged,
+    UploadError,
+)
+from .headers import auth_headers, parse_retry_after
+from .throttle import Throttle
 
 BLOCK = 256 * 1024  # progress and cancellation granularity inside a chunk
 # files up to this size go in the creation request itself (creation-with-upload): one round trip instead of
 # two, which is what a distant server's latency costs per small file; a crash mid-POST wastes at most this
 SMALL_FILE = 1024 * 1024
 FAST_CHUNK = 0.5  # seconds: a chunk sent faster than this makes the next one twice as big
-
-# UploadError kinds, which the engine maps to policy
-UNREACHABLE = "unreachable"  # no connection at all (offline, asleep, server down): wait for the server
-NETWORK = "network"  # a connection that broke or timed out mid-request
-RATE_LIMITED = "rate-limited"  # 429 / 503: the whole server wants us to wait
-CHECKSUM = "checksum"  # 460: the bytes the server got do not hash to what we declared
-GONE = "gone"  # 404 / 410 on an upload URL: expired or failed on the server; start over
-RETRYABLE = "retryable"  # 409 / 423 / other 5xx: try again after a backoff
-FATAL = "fatal"  # any other 4xx: trying again will not help
-
-
-class UploadError(Exception):
-    def __init__(self, kind: str, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-        # a PATCH refused by the rate limit (429) reached nothing: the server still has exactly this offset
-        self.exact_offset: int | None = None
-
-
-class Cancelled(Exception):
-    """The engine asked this attempt to stop (pause, remove, shutdown)."""
-
-
-class FileChanged(Exception):
-    """The file no longer matches the version being uploaded."""
 
 
 class UploadHooks(Protocol):
@@ -104,7 +87,7 @@ class TusSession:
     """A worker's connection to one server: keep-alive session, auth header, timeouts."""
 
     def __init__(self, server_url: str, token: str | None, timeout: float) -> None:
-        self.client = TusClient(server_url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        self.client = TusClient(server_url, headers=auth_headers(token))
         self.http = requests.Session()
         self.timeout = (min(timeout, 15.0), timeout)
         self._extensions: frozenset[str] | None = None
@@ -281,19 +264,3 @@ def upload(tus: TusSession, path: str, size: int, url: str | None, metadata: dic
                 tus_file.chunk_size = min(2 * tus_file.chunk_size, max_chunk_size)
             hooks.confirmed(tus_file.offset)
         return str(tus_file.url)
-
-
-def sha256_prefix(path: str, length: int, cancelled: threading.Event) -> str:
-    """SHA-256 of the first `length` bytes (the version we upload), stoppable between 1 MiB blocks."""
-    hasher = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        remaining = length
-        while remaining > 0:
-            if cancelled.is_set():
-                raise Cancelled
-            block = f.read(min(1024 * 1024, remaining))
-            if not block:
-                raise FileChanged("the file became shorter while being hashed")
-            hasher.update(block)
-            remaining -= len(block)
-    return hasher.hexdigest()

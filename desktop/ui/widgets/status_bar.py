@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tuskit.desktop.widgets.model import NOT_CONTACTED, DashboardModel
+from ..model import NOT_CONTACTED, DashboardModel
 
 CONNECTION_STYLES = {"online": "green", "rate-limited": "yellow", NOT_CONTACTED: "dim", "offline": "red"}
 

@@ -8,23 +8,23 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
-from tuskit.desktop.widgets.formatting import (
+from ...engine.states import BACKING_OFF, DONE, FAILED, PAUSED, QUEUED, UPLOADING
+from ..formatting import (
     NONE_MARK,
     human_bytes,
     human_duration,
     human_rate,
-    progress_bar,
     shorten_path,
 )
-from tuskit.desktop.widgets.model import DashboardModel, FileRow
+from ..model import DashboardModel, FileRow
 
 STATE_STYLES = {
-    "queued": "dim",
-    "uploading": "bold cyan",
-    "paused": "yellow",
-    "backing-off": "magenta",
-    "done": "green",
-    "failed": "bold red",
+    QUEUED: "dim",
+    UPLOADING: "bold cyan",
+    PAUSED: "yellow",
+    BACKING_OFF: "magenta",
+    DONE: "green",
+    FAILED: "bold red",
 }
 
 # (key, label, width); the name column takes whatever the others leave (shared with a note column when wide).
@@ -38,6 +38,18 @@ _PERCENT = 5  # " 100%"
 _CHROME = 2  # the vertical scrollbar
 _NOTE_SHARE = 0.45
 """Wide layout: this share of the free width shows why a file failed or waits, next to its name."""
+
+
+def progress_bar(fraction: float, width: int, style: str) -> Text:
+    """A bar of eighth-blocks followed by the percentage; `width` counts the bar only."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, partial = divmod(eighths, 8)
+    bar = "█" * full + ("▏▎▍▌▋▊▉"[partial - 1] if partial else "")
+    text = Text(bar, style=style)
+    text.append(" " * (width - len(bar)), style="on grey23")
+    text.append(f" {fraction * 100:3.0f}%")
+    return text
 
 
 class FileTable(DataTable[Text]):
@@ -110,19 +122,19 @@ class FileTable(DataTable[Text]):
 
     def _cells(self, row: FileRow, now: float) -> tuple[Text, ...]:
         style = STATE_STYLES.get(row.state, "")
-        if row.state == "backing-off" and row.retry_at is not None:
+        if row.state == BACKING_OFF and row.retry_at is not None:
             eta = Text(f"⟳{human_duration(max(row.retry_at - now, 0))}", style="magenta")
         else:
-            eta = Text(human_duration(row.eta(now)) if row.state == "uploading" else NONE_MARK)
+            eta = Text(human_duration(row.eta(now)) if row.state == UPLOADING else NONE_MARK)
         cells = (
             Text(shorten_path(self.model.display_name(row.path), self._name_width)),
             Text(human_bytes(row.size), justify="right"),
-            progress_bar(row.fraction, self._bar_width, "green" if row.state == "done" else "cyan"),
+            progress_bar(row.fraction, self._bar_width, "green" if row.state == DONE else "cyan"),
             Text(human_rate(row.speed(now)), justify="right"),
             eta,
             Text(row.state, style=style),
         )
         if not self._note_width:
             return cells
-        note = row.error if row.state in ("failed", "backing-off", "queued") and row.error else ""
-        return (*cells, Text(note, style="red" if row.state == "failed" else "dim", no_wrap=True, overflow="ellipsis"))
+        note = row.error if row.state in (FAILED, BACKING_OFF, QUEUED) and row.error else ""
+        return (*cells, Text(note, style="red" if row.state == FAILED else "dim", no_wrap=True, overflow="ellipsis"))

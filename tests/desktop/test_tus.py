@@ -1,4 +1,4 @@
-"""The uploader against a real tuskit server: streamed chunks, resume by HEAD, 460, timeouts, auth."""
+"""The tus transport against a real tuskit server: streamed chunks, resume by HEAD, 460, timeouts, auth."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 import requests
 from http_fault_proxy import FaultProxy
 
-from tuskit.desktop.throttle import Throttle
-from tuskit.desktop.uploader import CHECKSUM, FATAL, NETWORK, Cancelled, TusSession, UploadError, upload
+from tuskit.desktop.client.errors import CHECKSUM, FATAL, NETWORK, Cancelled, UploadError
+from tuskit.desktop.client.throttle import Throttle
+from tuskit.desktop.client.tus import TusSession, upload
 
 from support import TUS, ServerProcess, stored_sha256
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tuskit.desktop.backoff import backoff_delay
-from tuskit.desktop.uploader import CHECKSUM, FATAL, GONE, RATE_LIMITED, UNREACHABLE, UploadError
+from ..client.errors import CHECKSUM, FATAL, GONE, RATE_LIMITED, UNREACHABLE, UploadError
+from .backoff import backoff_delay
 
 MAX_CHECKSUM_RESTARTS = 1
 SERVER_WIDE = (RATE_LIMITED, UNREACHABLE)  # conditions of the server (or the network), not of one file
