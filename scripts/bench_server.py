@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="tuskit-bench-", dir=args.workdir))
     targets: list[RunningServer] = []
+    logs: dict[str, list[str]] = {}
     try:
         print(f"writing a {_size(args.size)} test file in {work} ...", flush=True)
         file = work / "big.bin"
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for s in targets:
             s.stop()
+            logs[s.name] = s.log_tail()  # read before the work dir is deleted
         shutil.rmtree(work, ignore_errors=True)
     running = {s.name for s in targets}
     columns = [Server(v.name, v.is_peer) for v in args.variants if v.name in running]
@@ -320,8 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     print(*report.lines(), sep="\n")
     print(report.summary())
     for name, errors in bench.errors.items():
+        if not errors:
+            continue
         for error in sorted(set(errors)):
             print(f"{name}: {errors.count(error)} x {error}")
+        print(f"{name}'s log ends with:", *(f"    {line}" for line in logs[name]), sep="\n")
     return 0
 
 

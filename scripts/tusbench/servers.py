@@ -104,6 +104,12 @@ class RunningServer:
         root = psutil.Process(self.process.pid)
         return [root, *root.children(recursive=True)]
 
+    def log_tail(self, lines: int = 5) -> list[str]:
+        """The last lines the server logged: what it said about the errors the bench counted."""
+        with self.log_path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            return f.read().decode(errors="replace").splitlines()[-lines:]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
