@@ -22,6 +22,7 @@ from .append import AppendSession
 from .concat import Concatenator
 from .failures import storage_error
 from .model import ACTIVE, EXPIRED, FAILED, GONE_REASONS, TERMINATED, Upload, declared_sha256
+from .ports import BlobStore
 from .publish import Hook, Publisher
 from .runtime import Runtime
 
@@ -126,9 +127,8 @@ class UploadService:
     async def create(self, *, length: int | None, metadata: dict[str, bytes | None],
                      concat: protocol.Concat | None, owner: str) -> Upload:
         declared_sha256(metadata)
-        max_size = self.config.max_size
-        if length is not None and max_size is not None and length > max_size:
-            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
+        if length is not None:
+            await self._check_size(length)
         upload = Upload(
             id=ids.new_id(), offset=0, length=length, metadata=protocol.encode_metadata(metadata),
             concat=concat.kind if concat else "", parts=(), owner=owner, created=time.time(),
@@ -148,6 +148,16 @@ class UploadService:
         elif upload.length == 0:
             upload = await self.publisher.complete(upload, hasher=None)
         return upload
+
+    async def _check_size(self, length: int) -> None:
+        """413 for a length no upload here can reach: over --max-size, or more than the store can ever hold
+        (a full disk's free space, S3's object size cap), so a client learns it before sending any byte."""
+        max_size = self.config.max_size
+        if max_size is not None and length > max_size:
+            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
+        room = await self.rt.io(_store_room, self.rt.store)
+        if room is not None and length > room:
+            raise errors.TOO_LARGE(f"Upload-Length {length} is more than this server can store ({room} bytes)")
 
     # ---- appending -------------------------------------------------------------------------------
 
@@ -193,8 +203,7 @@ class UploadService:
             return upload
         if length < upload.offset:
             raise errors.INVALID_LENGTH(f"Upload-Length {length} is below the current offset {upload.offset}")
-        if self.config.max_size is not None and length > self.config.max_size:
-            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {self.config.max_size}")
+        await self._check_size(length)
         if not await self.rt.state.set_length(upload.id, length):
             raise errors.INVALID_LENGTH("Upload-Length was already set")
         return replace(upload, length=length)
@@ -236,3 +245,8 @@ class UploadService:
                 await lease.release()
         return swept
 
+
+def _store_room(store: BlobStore) -> int | None:
+    """Executor side: the most one new blob can hold (None: no bound known)."""
+    bounds = [bound for bound in (store.free_space(), store.max_blob_size()) if bound is not None]
+    return min(bounds) if bounds else None

@@ -87,6 +87,22 @@ def test_post_body_of_another_content_type_is_not_stored(tus_server: ServerProce
     assert _head(created.headers["Location"]).headers["Upload-Offset"] == "0"
 
 
+def test_a_length_the_disk_can_never_hold_is_413_without_max_size(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()  # no --max-size: the store's free space is the bound
+    uploads = server.data_dir / "uploads"
+    before = set(uploads.iterdir())
+    refused = create_upload(server.url, 2**60)
+    assert refused.status_code == 413 and "can store" in refused.text
+    assert set(uploads.iterdir()) == before
+    options = requests.options(server.url, timeout=30)
+    assert "Tus-Max-Size" not in options.headers  # the bound is not a configured maximum: not advertised
+    deferred = create_upload(server.url, None)
+    assert deferred.status_code == 201
+    late = patch_upload(deferred.headers["Location"], 0, b"", {"Upload-Length": str(2**60)})
+    assert late.status_code == 413
+    assert create_upload(server.url, 1000).status_code == 201
+
+
 @pytest.mark.parametrize("headers", [
     {},  # neither length nor deferral
     {"Upload-Length": "5", "Upload-Defer-Length": "1"},
