@@ -110,8 +110,9 @@ class TusHandler(BaseHandler):
         elif length is not None and deferred:
             raise errors.INVALID_LENGTH("send Upload-Length or Upload-Defer-Length, not both")
         content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
-        with_body = (self._has_body() and content_type == protocol.OFFSET_CONTENT_TYPE
-                     and (concat is None or concat.kind == "partial"))
+        if self._has_body() and content_type != protocol.OFFSET_CONTENT_TYPE:
+            raise errors.UNSUPPORTED_MEDIA(f"a creation body must be {protocol.OFFSET_CONTENT_TYPE}; nothing created")
+        with_body = self._has_body() and (concat is None or concat.kind == "partial")
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
         body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
         if with_body and length is not None and body_length is not None and body_length > length:
