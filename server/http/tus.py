@@ -209,7 +209,7 @@ class TusHandler(BaseHandler):
         if "Access-Control-Request-Method" in self.request.headers:
             for name, value in cors.preflight_headers().items():
                 self.set_header(name, value)
-        self.set_status(204)
+        self.set_status(200)  # tus allows 200 or 204; tusd (and checkers written against it) answer 200
 
     async def post(self, upload_id: str | None = None) -> None:
         upload = self.created
