@@ -189,7 +189,7 @@ class UploadService:
             upload = await self._fix_length(upload, new_length)
         if offset != upload.offset:
             raise errors.MISMATCHED_OFFSET(
-                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
+                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}", offset=upload.offset)
         limit = upload.length if upload.length is not None else self.config.max_size
         room = None if limit is None else limit - offset
         if body_length is not None and room is not None and body_length > room:

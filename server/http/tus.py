@@ -194,6 +194,11 @@ class TusHandler(BaseHandler):
         finally:
             self.ctx.active.discard(self)
 
+    def render_error(self, err: errors.TusError) -> asyncio.Future[None] | None:
+        if err.offset is not None:
+            self.set_header("Upload-Offset", str(err.offset))  # a 409 says where to resume: no HEAD needed
+        return super().render_error(err)
+
     # ---- verbs -----------------------------------------------------------------------------------
 
     def _upload_headers(self, upload: Upload) -> None:
