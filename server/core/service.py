@@ -163,12 +163,14 @@ class UploadService:
 
     async def open_append(self, upload_id: str, owner: str, offset: int, *, new_length: int | None,
                           body_length: int | None, checksum: tuple[str, bytes] | None,
-                          checksum_in_trailer: bool, trailer_possible: bool = False) -> AppendSession:
+                          checksum_in_trailer: bool, trailer_possible: bool = False,
+                          ends_upload: bool = False) -> AppendSession:
         """Take the upload's lease (reading it in the same round trip), check the append against it and
         return a session that takes the body; the session owns the lease from here on.
 
         `checksum_in_trailer`: the body announced an Upload-Checksum trailer, so nothing of it is recorded
-        until it verified; `trailer_possible`: a chunked body may end with one unannounced."""
+        until it verified; `trailer_possible`: a chunked body may end with one unannounced; `ends_upload`:
+        the client says this body is the last, so where it ends is the upload's length."""
         ids.check(upload_id)
         lease = await self.rt.locker.acquire(upload_id, read=True)
         try:
@@ -178,7 +180,7 @@ class UploadService:
             await lease.release()
             raise
         return AppendSession(self.rt, self.publisher, upload, lease, room, checksum, checksum_in_trailer,
-                             trailer_possible)
+                             trailer_possible, ends_upload)
 
     async def _check_append(self, upload: Upload, offset: int, new_length: int | None,
                             body_length: int | None) -> tuple[Upload, int | None]:
