@@ -187,11 +187,11 @@ class UploadService:
         """The upload as the append sees it and how many bytes it may still take (None: no limit)."""
         if upload.concat == "final":
             raise errors.MODIFY_FINAL()
-        if new_length is not None:
-            upload = await self._fix_length(upload, new_length)
-        if offset != upload.offset:
+        if offset != upload.offset:  # first: a stale request must change nothing, not even a deferred length
             raise errors.MISMATCHED_OFFSET(
                 f"Upload-Offset {offset} does not match the upload's offset {upload.offset}", offset=upload.offset)
+        if new_length is not None:
+            upload = await self._fix_length(upload, new_length)
         limit = upload.length if upload.length is not None else self.config.max_size
         room = None if limit is None else limit - offset
         if body_length is not None and room is not None and body_length > room:

@@ -126,13 +126,15 @@ class TusHandler(BaseHandler):
         await self._open_session(self.created.id, 0, None, body_length, checksum)
 
     async def _open_session(self, upload_id: str, offset: int, new_length: int | None,
-                            body_length: int | None, checksum: tuple[str, bytes] | None) -> None:
+                            body_length: int | None, checksum: tuple[str, bytes] | None, *,
+                            ends_upload: bool = False) -> None:
         h = self.request.headers
         trailer = "upload-checksum" in h.get("Trailer", "").lower()
         chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
         self.session = await self.service.open_append(
             upload_id, self.owner(), offset, new_length=new_length, body_length=body_length,
-            checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None)
+            checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None,
+            ends_upload=ends_upload)
         self.request.connection.set_max_body_size(self._max_body())
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
