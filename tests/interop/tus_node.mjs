@@ -14,12 +14,24 @@ function say(event) {
   process.stdout.write(`${JSON.stringify(event)}\n`)
 }
 
+// Every response the client got: which protocol answered it (the IETF draft's responses name their
+// interop version), so a test can tell the draft was spoken throughout.
+const responses = []
+
 function options(extra) {
   return {
     endpoint: job.endpoint,
     headers: job.headers ?? {},
     metadata: { filename: job.name ?? 'file.bin', ...(job.metadata ?? {}) },
     retryDelays: [100, 300, 1000],
+    protocol: job.protocol ?? 'tus-v1',
+    onAfterResponse: (req, res) => {
+      responses.push({
+        method: req.getMethod(),
+        status: res.getStatus(),
+        interop: res.getHeader('Upload-Draft-Interop-Version') ?? null,
+      })
+    },
     ...extra,
   }
 }
@@ -157,6 +169,24 @@ const scenarios = {
     }
   },
 
+  // Start an upload and terminate it (abort(true): DELETE) after the first accepted chunk.
+  async startThenTerminate() {
+    return new Promise((resolve, reject) => {
+      const upload = new Upload(
+        fs.createReadStream(job.path),
+        options({
+          chunkSize: job.chunkSize,
+          onChunkComplete: (_size, accepted) => {
+            upload.abort(true).then(() => resolve({ url: upload.url, accepted }), reject)
+          },
+          onSuccess: () => reject(new Error('upload finished before it could be terminated')),
+          onError: reject,
+        }),
+      )
+      upload.start()
+    })
+  },
+
   // What the URL storage holds for this file now (after removeFingerprintOnSuccess it should be nothing).
   async stored() {
     const storage = new FileUrlStorage(job.storage)
@@ -165,7 +195,7 @@ const scenarios = {
 }
 
 try {
-  say(await scenarios[job.scenario]())
+  say({ ...(await scenarios[job.scenario]()), responses })
 } catch (err) {
   say({ error: String(err?.message ?? err) })
   process.exitCode = 1
