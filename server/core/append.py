@@ -223,7 +223,7 @@ class AppendSession:
                 self.error = self.error or errors.INVALID_CHECKSUM("announced Upload-Checksum trailer is missing")
             if self.error is None and not self._chunk_matches(trailer):
                 self.running = None
-                raise errors.CHECKSUM_MISMATCH("Upload-Checksum does not match the received chunk; it was discarded")
+                raise errors.CHECKSUM_MISMATCH("the checksum sent with this body does not match it; it was discarded")
             if self.error is not None and self._unrecordable():
                 self.running = None
                 raise self.error

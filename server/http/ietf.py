@@ -199,10 +199,10 @@ class IetfHandler(TusHandler):
         """An append refused because the upload is already complete says so, as the version words it.
 
         The core answers such an append like any other (offset mismatch, body past the length, a length
-        other than the recorded one); only on
-        that path is the upload looked up again, so a normal append costs no extra round trip. An empty
-        append at the end of a finished upload is no error at all: it is answered like the completing one
-        (the upload completed when its last byte arrived, the client may still send its `?1`)."""
+        other than the recorded one); only on that path is the upload looked up again, so a normal append
+        costs no extra round trip. An empty append at the end of a finished upload is no error at all: it
+        is answered like the completing one (the upload completed when its last byte arrived; the client
+        may still send its `?1`)."""
         refusals = (errors.MISMATCHED_OFFSET.code, errors.LENGTH_EXCEEDED.code, errors.INVALID_LENGTH.code)
         if err.code not in refusals or not self.draft.has_problem(rufh.COMPLETED_UPLOAD):
             return err
@@ -283,13 +283,12 @@ class IetfHandler(TusHandler):
     put = post
 
     async def patch(self, upload_id: str | None = None) -> None:
-        if self.created is not None:
-            await self.post(upload_id)
-            return
         try:
             await self.post(upload_id)
-        except errors.TusError as err:  # a chunked body ran past a finished upload's end
-            raise await self._explain(err, self._upload_id()) from None
+        except errors.TusError as err:
+            if self.created is not None:
+                raise
+            raise await self._explain(err, self._upload_id()) from None  # a chunked body ran past the end
 
     async def head(self, upload_id: str) -> None:
         upload = await self.service.head(self._upload_id(), self.owner())
