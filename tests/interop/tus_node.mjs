@@ -81,7 +81,8 @@ const scenarios = {
     return { url: upload.url }
   },
 
-  // Start a stored-fingerprint upload and abort it after the first accepted chunk.
+  // Start a stored-fingerprint upload and abort it after the first accepted chunk (job.terminate: with
+  // abort(true), which also DELETEs the upload).
   async startThenAbort() {
     return new Promise((resolve, reject) => {
       const upload = new Upload(
@@ -90,7 +91,7 @@ const scenarios = {
           chunkSize: job.chunkSize,
           urlStorage: new FileUrlStorage(job.storage),
           onChunkComplete: (_size, accepted) => {
-            upload.abort().then(() => resolve({ url: upload.url, accepted }), reject)
+            upload.abort(job.terminate ?? false).then(() => resolve({ url: upload.url, accepted }), reject)
           },
           onSuccess: () => reject(new Error('upload finished before it could be aborted')),
           onError: reject,
@@ -167,24 +168,6 @@ const scenarios = {
       lines.close() // an open stdin would keep node running
       process.stdin.destroy()
     }
-  },
-
-  // Start an upload and terminate it (abort(true): DELETE) after the first accepted chunk.
-  async startThenTerminate() {
-    return new Promise((resolve, reject) => {
-      const upload = new Upload(
-        fs.createReadStream(job.path),
-        options({
-          chunkSize: job.chunkSize,
-          onChunkComplete: (_size, accepted) => {
-            upload.abort(true).then(() => resolve({ url: upload.url, accepted }), reject)
-          },
-          onSuccess: () => reject(new Error('upload finished before it could be terminated')),
-          onError: reject,
-        }),
-      )
-      upload.start()
-    })
   },
 
   // What the URL storage holds for this file now (after removeFingerprintOnSuccess it should be nothing).
