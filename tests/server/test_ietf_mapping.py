@@ -338,6 +338,17 @@ def test_a_draft_creation_may_use_put_or_patch(tus_server: ServerProcess) -> Non
     assert [a.status for a in exchange(tus_server.url, "DELETE", draft_headers(7))] == [405]
 
 
+def test_an_append_may_be_a_post_overridden_to_patch(tus_server: ServerProcess) -> None:
+    """tus-js-client's overridePatchMethod works in its draft modes too."""
+    _, created = create(tus_server.url, 6, False, b"hello")
+    url = _url(created)
+    done = requests.post(url, data=b" world", timeout=30, headers={
+        **append_headers(6, 5, True), "X-HTTP-Method-Override": "PATCH"})
+    assert done.status_code == 201 and done.headers["Upload-Complete"] == "?1"
+    assert requests.get(url, timeout=30).content == HELLO
+    assert requests.post(url, data=b"x", headers=append_headers(6, 11, True), timeout=30).status_code == 405
+
+
 def test_tus_offset_type_is_no_draft_append_type(tus_server: ServerProcess) -> None:
     _, created = create(tus_server.url, 6, False, b"hello")
     refused = append(_url(created), 6, 5, b"!", complete=True, headers={"Content-Type": OFFSET_TYPE})
