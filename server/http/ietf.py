@@ -93,7 +93,11 @@ class IetfHandler(TusHandler):
             raise errors.METHOD_NOT_ALLOWED(f"{method} {'on an upload URL' if on_upload else 'at the collection'}")
 
     def _content_length(self) -> int | None:
-        value = self.request.headers.get("Content-Length", "")
+        """The body's size; None for a chunked one (known at its end). Neither framing means no body."""
+        h = self.request.headers
+        if "chunked" in h.get("Transfer-Encoding", "").lower():
+            return None
+        value = h.get("Content-Length", "0")
         return int(value) if value.isdigit() else None
 
     def _refuse_strays(self) -> None:

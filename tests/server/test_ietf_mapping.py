@@ -21,6 +21,7 @@ from ietf_calls import (
     limits,
     offset_of,
     read_answer,
+    read_answers,
 )
 from tus_calls import processed_info
 
@@ -91,6 +92,22 @@ def test_a_chunked_last_body_ends_the_upload_where_it_ends(tus_server: ServerPro
     assert answer.status == 204 and answer.headers["Upload-Complete"] == "?1"
     assert offset_of(url, 8).headers["Upload-Length"] == "11"
     assert requests.get(url, timeout=30).content == HELLO
+
+
+@pytest.mark.parametrize("version", [3, 8])
+def test_a_complete_request_without_any_body_framing_has_an_empty_body(tus_server: ServerProcess,
+                                                                        version: int) -> None:
+    """No Content-Length and no chunked coding means no body (RFC 9112): the upload is complete and empty."""
+    with raw_connect(tus_server.url) as sock, sock.makefile("rb") as reader:
+        sock.sendall(request_head("POST", tus_server.url, draft_headers(version, True)))
+        answers = read_answers(reader, "POST")
+        assert [a.status for a in answers] == [104, 201] and is_complete(answers[-1].headers, version)
+        _, partial = create(tus_server.url, version, False, b"hello")
+        sock.sendall(request_head("PATCH", _url(partial), append_headers(version, 5, True)))
+        finished = read_answers(reader, "PATCH")
+    assert finished[-1].status in (201, 204) and is_complete(finished[-1].headers, version)
+    assert offset_of(_url(partial), version).headers["Upload-Length"] == "5"
+    assert requests.get(_url(answers[-1]), timeout=30).content == b""
 
 
 def test_a_creation_in_one_chunked_body(tus_server: ServerProcess) -> None:
