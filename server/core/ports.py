@@ -134,6 +134,8 @@ class BlobStore(Protocol):
     def get_derived(self, upload_id: str, name: str) -> bytes | None: ...
     def free_space(self) -> int | None:
         """Bytes that can still be stored; None where storage is not bounded by one disk."""
+    def max_blob_size(self) -> int | None:
+        """The largest blob the store can hold at all (S3: 5 TiB per object); None: only free space bounds it."""
 
 
 # ---- events ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The URL map: operators' routes, the per-upload resources, and the tus endpoint."""
+"""The URL map: operators' routes, the per-upload resources, and the upload endpoint (tus 1.0 and the IETF draft)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tornado.web
 
 from .base import log_request
 from .context import ServerContext
+from .ietf import IetfHandler, InteropVersionMatches
 from .info import InfoHandler, LinkHandler, ThumbnailHandler
 from .ops import HealthHandler, MetricsHandler
 from .sse import EventsHandler
@@ -26,6 +27,10 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
             (rf"{base}{upload}/info", InfoHandler),
             (rf"{base}{upload}/thumbnail", ThumbnailHandler),
             (rf"{base}{upload}/link", LinkHandler),
+            # the endpoint speaks two protocols: the IETF draft when the request names an interop version
+            # tuskit serves, tus 1.0 otherwise
+            (InteropVersionMatches(rf"{base}([^/]*)"), IetfHandler),
+            (InteropVersionMatches(rf"{base[:-1]}()"), IetfHandler),
             (rf"{base}([^/]*)", TusHandler),
             (rf"{base[:-1]}()", TusHandler),
         ],

@@ -80,11 +80,32 @@ def test_post_with_octet_stream_content_type_and_no_body(tus_server: ServerProce
     assert _head(created.headers["Location"]).headers["Upload-Offset"] == "0"
 
 
-def test_post_body_of_another_content_type_is_not_stored(tus_server: ServerProcess) -> None:
-    created = requests.post(tus_server.url, data=b"ignored", timeout=30,
-                            headers={**TUS, "Upload-Length": "7", "Content-Type": "text/plain"})
-    assert created.status_code == 201
-    assert _head(created.headers["Location"]).headers["Upload-Offset"] == "0"
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+def test_post_body_of_another_content_type_is_415_and_creates_nothing(tus_server: ServerProcess,
+                                                                      content_type: str | None) -> None:
+    uploads = tus_server.data_dir / "uploads"
+    before = set(uploads.iterdir())
+    headers = {**TUS, "Upload-Length": "7", **({"Content-Type": content_type} if content_type else {})}
+    refused = requests.post(tus_server.url, data=b"ignored", timeout=30, headers=headers)
+    assert refused.status_code == 415
+    assert "Location" not in refused.headers
+    assert set(uploads.iterdir()) == before
+
+
+def test_a_length_the_disk_can_never_hold_is_413_without_max_size(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory()  # no --max-size: the store's free space is the bound
+    uploads = server.data_dir / "uploads"
+    before = set(uploads.iterdir())
+    refused = create_upload(server.url, 2**60)
+    assert refused.status_code == 413 and "can store" in refused.text
+    assert set(uploads.iterdir()) == before
+    options = requests.options(server.url, timeout=30)
+    assert "Tus-Max-Size" not in options.headers  # the bound is not a configured maximum: not advertised
+    deferred = create_upload(server.url, None)
+    assert deferred.status_code == 201
+    late = patch_upload(deferred.headers["Location"], 0, b"", {"Upload-Length": str(2**60)})
+    assert late.status_code == 413
+    assert create_upload(server.url, 1000).status_code == 201
 
 
 @pytest.mark.parametrize("headers", [
