@@ -71,8 +71,7 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
         ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
                       type_gate=type_gate(config.accept) if config.accept else None),
     ))
-    postprocessor = PostProcessor(store, events, cpu, config.thumbnail_sizes, config.max_image_pixels,
-                                  outage=state.unavailable)
+    postprocessor = PostProcessor(store, state, events, cpu, config.thumbnail_sizes, config.max_image_pixels)
     service.on_published.append(postprocessor)
     ctx = ServerContext(
         config=config, service=service, postprocessor=postprocessor,

@@ -87,6 +87,9 @@ def _register_server(sub: Any) -> None:
                    help="retries of a failed hook delivery, with exponential backoff (default 3)")
     p.add_argument("--min-free-disk", type=parse_size, default=env_default("min-free-disk", 256 * 1024**2, parse_size),
                    help="/healthz reports unhealthy with less free space in the data dir (default 256MiB)")
+    p.add_argument("--public-listing", action="store_true", default=env_default("public-listing", False, bool),
+                   help="without --tokens, let anyone list every upload at /uploads (with tokens each caller "
+                        "lists its own)")
     p.set_defaults(run=run_server)
 
 
@@ -141,6 +144,7 @@ def run_server(args: argparse.Namespace) -> int:
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
             min_free_disk=args.min_free_disk,
+            public_listing=args.public_listing,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None

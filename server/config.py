@@ -8,7 +8,7 @@ from pathlib import Path
 import platformdirs
 
 # routes of their own outside the tus endpoint; a base path equal to one of them would be shadowed
-OPS_PATHS = ("/healthz", "/metrics", "/events")
+OPS_PATHS = ("/healthz", "/metrics", "/events", "/uploads")
 
 
 def default_data_dir() -> Path:
@@ -45,6 +45,8 @@ class ServerConfig:
     hook_timeout: float = 10.0
     hook_retries: int = 3
     min_free_disk: int = 256 * 1024 * 1024  # /healthz turns unhealthy below this
+    # front doors: what arrived and where it lands
+    public_listing: bool = False  # GET /uploads without --tokens (then it lists every upload to anyone)
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):

@@ -9,6 +9,7 @@ import tornado.web
 from .base import log_request
 from .context import ServerContext
 from .info import InfoHandler, LinkHandler, ThumbnailHandler
+from .listing import ListingHandler
 from .ops import HealthHandler, MetricsHandler
 from .sse import EventsHandler
 from .tus import NotFoundHandler, TusHandler
@@ -23,6 +24,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
             (r"/healthz", HealthHandler),
             (r"/metrics", MetricsHandler),
             (r"/events", EventsHandler),
+            (r"/uploads", ListingHandler),
             (rf"{base}{upload}/info", InfoHandler),
             (rf"{base}{upload}/thumbnail", ThumbnailHandler),
             (rf"{base}{upload}/link", LinkHandler),
