@@ -90,6 +90,9 @@ def _register_server(sub: Any) -> None:
     p.add_argument("--public-listing", action="store_true", default=env_default("public-listing", False, bool),
                    help="without --tokens, let anyone list every upload at /uploads (with tokens each caller "
                         "lists its own)")
+    p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
+                   help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
+                        "link when DIR is on the data dir's file system; never overwriting)")
     p.set_defaults(run=run_server)
 
 
@@ -144,7 +147,7 @@ def run_server(args: argparse.Namespace) -> int:
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
             min_free_disk=args.min_free_disk,
-            public_listing=args.public_listing,
+            public_listing=args.public_listing, publish_dir=args.publish_dir,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None

@@ -47,6 +47,7 @@ class ServerConfig:
     min_free_disk: int = 256 * 1024 * 1024  # /healthz turns unhealthy below this
     # front doors: what arrived and where it lands
     public_listing: bool = False  # GET /uploads without --tokens (then it lists every upload to anyone)
+    publish_dir: Path | None = None  # verified uploads also appear here as <owner>/<relativePath>
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
