@@ -11,6 +11,8 @@ from typing import Any
 
 from tuskit.settings import env_default, parse_duration, parse_size
 
+from .config_file import ConfigFileError, ConfigLayer
+
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip())
@@ -93,7 +95,11 @@ def _register_server(sub: Any) -> None:
     p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
                    help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
                         "link when DIR is on the data dir's file system; never overwriting)")
-    p.set_defaults(run=run_server)
+    p.add_argument("--config", type=Path, default=env_default("config", None, Path), metavar="FILE",
+                   help="TOML file of flags (keys are flag names: max-size = \"10GiB\"); the command line "
+                        "and TUSKIT_* win over it")
+    # last: it wraps the defaults of every flag above, so that the file fills only what was not given
+    p.set_defaults(run=run_server, config_layer=ConfigLayer(p))
 
 
 def _register_sign(sub: Any) -> None:
@@ -135,6 +141,10 @@ def run_server(args: argparse.Namespace) -> int:
     from .config import ServerConfig
     from .redis.embedded import EmbeddedRedis
 
+    try:
+        args = args.config_layer.resolve(args)
+    except ConfigFileError as exc:
+        raise SystemExit(f"tuskit server: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
