@@ -36,22 +36,23 @@ class ListingHandler(BaseHandler):
         page = await self.ctx.service.listing(self.owner(), limit, self.get_query_argument("cursor", None) or None)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish({"uploads": [self._item(upload) for upload in page.uploads], "next": page.next})
+        base = self.upload_url("")  # the public origin is worked out once per page, not per upload
+        self.finish({"uploads": [_item(base + upload.id, upload) for upload in page.uploads], "next": page.next})
 
-    def _item(self, upload: Upload) -> dict[str, Any]:
-        url = self.upload_url(upload.id)
-        return {
-            "id": upload.id,
-            "url": url,
-            "state": state_of(upload, processed=bool(upload.content_type)),
-            "size": upload.length,
-            "offset": upload.offset,
-            "filename": upload.filename,
-            "relativePath": upload.relative_path,
-            "sha256": upload.sha256 or None,
-            "type": upload.content_type or None,
-            "created": upload.created,
-            "finished": upload.finished,
-            "thumbnail": f"{url}/thumbnail?size={upload.thumbnails[0]}" if upload.thumbnails else None,
-            "reason": upload.reason or None,  # why a failed upload failed
-        }
+
+def _item(url: str, upload: Upload) -> dict[str, Any]:
+    return {
+        "id": upload.id,
+        "url": url,
+        "state": state_of(upload, processed=bool(upload.content_type)),
+        "size": upload.length,
+        "offset": upload.offset,
+        "filename": upload.filename,
+        "relativePath": upload.relative_path,
+        "sha256": upload.sha256 or None,
+        "type": upload.content_type or None,
+        "created": upload.created,
+        "finished": upload.finished,
+        "thumbnail": f"{url}/thumbnail?size={upload.thumbnails[0]}" if upload.thumbnails else None,
+        "reason": upload.reason or None,  # why a failed upload failed
+    }
