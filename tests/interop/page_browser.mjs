@@ -4,13 +4,9 @@
 // Prints JSON lines: events the test waits for, then a last line with what it saw (or {"error": ...}).
 // The test (test_page_browser.py) owns the server and checks what arrived; this only plays the user.
 import { createInterface } from 'node:readline'
-import { chromium } from 'playwright-core'
+import { openPage } from './chromium.mjs'
 
 const job = JSON.parse(process.argv[2])
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-]
 const TIMEOUT = { timeout: job.timeoutMs ?? 60_000 }
 
 function say(event) {
@@ -113,16 +109,8 @@ const scenarios = {
   },
 }
 
-const context = await chromium.launchPersistentContext(job.userDataDir, {
-  executablePath: job.chromium,
-  headless: true,
-  args: FLAGS,
-})
-const consoleLines = []
+const { context, page, consoleLines } = await openPage(job)
 try {
-  const page = context.pages()[0] ?? (await context.newPage())
-  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`))
-  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`))
   await page.goto(job.page)
   const result = await scenarios[job.scenario](page)
   say({ result, status: await page.textContent('#status'), console: consoleLines })
