@@ -21,6 +21,7 @@ from . import ids
 from .append import AppendSession
 from .concat import Concatenator
 from .failures import storage_error
+from .listing import Page, list_page
 from .model import ACTIVE, EXPIRED, FAILED, GONE_REASONS, TERMINATED, Upload, declared_sha256
 from .ports import BlobStore
 from .publish import Hook, Publisher
@@ -100,6 +101,10 @@ class UploadService:
         if upload.complete:
             return await self.publisher.complete(upload, self.rt.digests.take(upload.id, upload.offset))
         return upload
+
+    async def listing(self, owner: str, limit: int, cursor: str | None) -> Page:
+        """A page of `owner`'s uploads, newest first (`core.listing`)."""
+        return await list_page(self.rt.state, owner, limit, cursor)
 
     async def artefact(self, upload_id: str, name: str) -> bytes | None:
         """A derived artefact (report, thumbnail) of an upload, read off the event loop."""
