@@ -17,6 +17,18 @@ from typing import BinaryIO
 from .writeback import start_writeback
 
 _READ = 1024 * 1024
+FILE_MODE = 0o640  # uploads and everything made from them: the server's user and group, nobody else
+DIR_MODE = 0o750
+
+
+def _write_all(fd: int, data: bytes | memoryview, position: int = 0) -> int:
+    """pwrite until all of `data` is written; returns the position after it."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        position += written
+        view = view[written:]
+    return position
 
 
 class FileWriter:
@@ -28,12 +40,8 @@ class FileWriter:
         self.position = offset
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
         start = self.position
-        while view:
-            written = os.pwrite(self.fd, view, self.position)
-            self.position += written
-            view = view[written:]
+        self.position = _write_all(self.fd, data, start)
         start_writeback(self.fd, start, self.position - start)
 
     def sync(self) -> None:
@@ -53,8 +61,8 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.uploads = Path(root) / "uploads"
         self.derived = Path(root) / "derived"
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        self.derived.mkdir(parents=True, exist_ok=True)
+        for directory in (self.uploads, self.derived):
+            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
     def _path(self, upload_id: str) -> Path:
         return self.uploads / upload_id
@@ -63,7 +71,7 @@ class FileStore:
         return self.derived / upload_id
 
     def create(self, upload_id: str) -> None:
-        os.close(os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+        os.close(os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
     def writer(self, upload_id: str, offset: int) -> FileWriter:
         return FileWriter(self._path(upload_id), offset)
@@ -119,12 +127,26 @@ class FileStore:
         shutil.rmtree(self._derived_dir(upload_id), ignore_errors=True)
 
     def put_derived(self, upload_id: str, name: str, data: bytes) -> None:
-        """Written beside and renamed into place, so a reader never sees half an artefact."""
+        """Written beside and renamed into place, so a reader never sees half an artefact.
+
+        An analysis can outlive its upload (a DELETE right after the last PATCH). `delete` unlinks the blob
+        before it removes the directory, so whichever of the two looks last takes the directory away."""
         directory = self._derived_dir(upload_id)
-        directory.mkdir(exist_ok=True)
-        tmp = directory / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, directory / name)
+        try:
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir(mode=DIR_MODE)
+            tmp = directory / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, directory / name)
+        except FileNotFoundError:
+            if self._path(upload_id).exists():
+                raise
+        if not self._path(upload_id).exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
     def get_derived(self, upload_id: str, name: str) -> bytes | None:
         try:
