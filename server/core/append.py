@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -92,6 +93,12 @@ class AppendSession:
         self.received += len(data)
         self.buffer.append(data)
         self.buffered += len(data)
+        if self._expiry_due():
+            try:
+                await self._slide_expiry()
+            except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                self.error = self.rt.error(exc)
+                return
         if self.buffered >= self.rt.config.flush_bytes:
             async with self.lock:
                 if self.closed:
@@ -100,6 +107,18 @@ class AppendSession:
                     await self._flush()
                 except Exception as exc:  # a body callback must not raise: the failure becomes the response
                     self.error = self.rt.error(exc)
+
+    def _expiry_due(self) -> bool:
+        """Progress slides the expiry: once half of its window has passed since it was last recorded, even
+        when no offset is (bytes trickle in below a flush, or a checksum holds the offset back)."""
+        window = self.rt.config.expire_after
+        return bool(window) and self.expires is not None and time.time() > self.expires - window / 2
+
+    async def _slide_expiry(self) -> None:
+        expires = self.rt.expiry()
+        assert expires is not None  # _expiry_due: there is an expiry window
+        await self.rt.state.touch(self.upload.id, expires)
+        self.expires = expires
 
     async def _flush(self, last: bool = False) -> None:
         """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""

@@ -46,11 +46,18 @@ class StateStore(Protocol):
     async def set_length(self, upload_id: str, length: int) -> bool:
         """Fix a deferred length once; False if it was already set to another value."""
     async def settle(self, upload_id: str, status: str, **fields: Any) -> bool:
-        """active -> `status` with extra fields, atomically; False if it was no longer active."""
+        """active -> `status` with extra fields, atomically; False if it was no longer active. A final
+        that settles leaves its partials' `finals_of`; any status but DONE is a tombstone (see `bury`)."""
     async def bury(self, upload_id: str, status: str, reason: str) -> None:
-        """Replace an upload by a tombstone that answers 410 with `reason` for a while."""
+        """Replace an upload by a tombstone that answers 410 with `reason` for a while, then goes: its
+        metadata, its `finals_of` and its place in its partials' `finals_of` go at once."""
     async def finals_of(self, partial_id: str) -> list[str]: ...
-    async def expired(self, now: float, limit: int) -> list[str]: ...
+    async def expired(self, now: float, limit: int, skip: int = 0) -> list[str]:
+        """Active uploads whose expiry is at or before `now`, soonest first, from the `skip`-th on."""
+    async def touch(self, upload_id: str, expires: float) -> None:
+        """Slide an active upload's expiry (bytes arrive, but no offset is recorded yet)."""
+    async def forget(self, upload_id: str) -> None:
+        """Drop an upload from the expiry index (its record is gone or no longer active)."""
     async def ping(self) -> None: ...
 
 
@@ -77,6 +84,9 @@ class Locker(Protocol):
     async def acquire(self, upload_id: str, *, read: bool = False) -> Lease:
         """Take the lease, asking a current holder to let go; 423 (UPLOAD_LOCKED) if it is not free in
         time. `read`: also read the upload's record, in the same round trip (`Lease.upload`)."""
+
+    async def try_acquire(self, upload_id: str) -> Lease | None:
+        """The lease if it is free right now, else None; nobody is asked to let go."""
 
 
 # ---- bytes -------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .runtime import Runtime
 log = logging.getLogger("tuskit.server.core")
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+SWEEP_BATCH = 500  # expired uploads read per round trip; a sweep goes on until none are left
 
 
 class UploadService:
@@ -218,21 +219,32 @@ class UploadService:
             rt.spawn(self.concat.merge_finals(finals))
 
     async def sweep(self, now: float | None = None) -> int:
-        """Delete unfinished uploads whose expiry passed; returns how many went."""
-        now = time.time() if now is None else now
-        swept = 0
-        for upload_id in await self.rt.state.expired(now, 500):
-            try:
-                lease = await self.rt.locker.acquire(upload_id)
-            except errors.TusError:
-                continue  # someone is writing it right now, so it is not idle
-            try:
-                upload = await self.rt.state.get(upload_id)
-                if upload is None or upload.status != ACTIVE or upload.expires is None or upload.expires > now:
-                    continue
-                await self._retire(upload, EXPIRED, ev.EXPIRED)
-                swept += 1
-            finally:
-                await lease.release()
-        return swept
+        """Delete every unfinished upload whose expiry passed, in batches; returns how many went.
 
+        An upload whose lease is held is being written (or is stalled, until --network-timeout closes
+        its request): it is passed over, never asked to let go."""
+        now = time.time() if now is None else now
+        swept = busy = 0
+        while True:
+            batch = await self.rt.state.expired(now, SWEEP_BATCH, busy)  # the busy ones are still listed first
+            for upload_id in batch:
+                lease = await self.rt.locker.try_acquire(upload_id)
+                if lease is None:
+                    busy += 1
+                    continue
+                try:
+                    swept += await self._expire(upload_id, now)
+                finally:
+                    await lease.release()
+            if len(batch) < SWEEP_BATCH:
+                return swept
+
+    async def _expire(self, upload_id: str, now: float) -> bool:
+        upload = await self.rt.state.get(upload_id)
+        if upload is None or upload.status != ACTIVE or upload.expires is None:
+            await self.rt.state.forget(upload_id)  # a record that went by other ways than ours
+            return False
+        if upload.expires > now:
+            return False  # progress moved it since the batch was read
+        await self._retire(upload, EXPIRED, ev.EXPIRED)
+        return True

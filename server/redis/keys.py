@@ -10,6 +10,7 @@ EVENT_STREAM = PREFIX + "events"  # stream of upload events (replayable history)
 EVENT_CHANNEL = PREFIX + "events"  # pub/sub channel carrying the same events live
 LOCK_PREFIX = PREFIX + "lock:"  # string: an upload's lease token
 RELEASE_CHANNEL_PREFIX = PREFIX + "lock-release:"  # pub/sub: "let go of this upload's lease"
+FINALS_OF_PREFIX = PREFIX + "finals-of:"  # set: the final uploads that list a partial (see finals_of)
 
 
 def upload(upload_id: str) -> str:
@@ -19,7 +20,7 @@ def upload(upload_id: str) -> str:
 
 def finals_of(partial_id: str) -> str:
     """Set of the final uploads that list this partial."""
-    return PREFIX + "finals-of:" + partial_id
+    return FINALS_OF_PREFIX + partial_id
 
 
 def lock(upload_id: str) -> str:

@@ -202,20 +202,14 @@ class RedisLocker:
         """Take the lease, asking a current holder to let go; 423 if it is not free in time.
 
         `read`: also read the upload's record as the lease is taken, in the same round trip."""
-        orphan = self._orphans.pop(upload_id, None)
-        if orphan is not None:
-            await self._drop(upload_id, orphan)
+        await self._drop_orphan(upload_id)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + self.wait_seconds
         next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
         while True:
             taken, upload = await self._take(upload_id, token, read)
             if taken:
-                lease = RedisLease(self, upload_id, token)
-                lease.upload = upload
-                self._held[upload_id] = lease
-                lease._schedule_renewal()
-                return lease
+                return self._hold(upload_id, token, upload)
             if time.monotonic() >= next_ask:
                 if next_ask == 0.0:
                     self.waits += 1
@@ -224,3 +218,23 @@ class RedisLocker:
             if time.monotonic() >= deadline:
                 raise errors.UPLOAD_LOCKED()
             await asyncio.sleep(self.poll_seconds)
+
+    async def try_acquire(self, upload_id: str) -> RedisLease | None:
+        """The lease if it is free right now; nobody is asked to let go (the sweeper must not stop a
+        request that is still sending)."""
+        await self._drop_orphan(upload_id)
+        token = secrets.token_hex(16)
+        taken, _ = await self._take(upload_id, token, read=False)
+        return self._hold(upload_id, token, None) if taken else None
+
+    async def _drop_orphan(self, upload_id: str) -> None:
+        orphan = self._orphans.pop(upload_id, None)
+        if orphan is not None:
+            await self._drop(upload_id, orphan)
+
+    def _hold(self, upload_id: str, token: str, upload: Upload | None) -> RedisLease:
+        lease = RedisLease(self, upload_id, token)
+        lease.upload = upload
+        self._held[upload_id] = lease
+        lease._schedule_renewal()
+        return lease

@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..core.model import Upload
+from ..core.model import DONE, Upload
 from ..core.ports import Advance, OffsetConflict
 from . import keys
 
@@ -34,17 +34,51 @@ if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS
 return 1
 """
 
-# Move an active upload to another status (done/failed/...) exactly once.
+# A final that ends (done, failed or buried) no longer waits for its partials: leave their finals-of sets,
+# so a set goes with its last final. KEYS[1] is the upload; ARGV[1] its id, ARGV[2] the finals-of prefix.
+_LEAVE_PARTIALS = """
+for part in string.gmatch(redis.call('HGET', KEYS[1], 'parts') or '', '%S+') do
+  redis.call('SREM', ARGV[2] .. part, ARGV[1])
+end
+"""
+
+# A tombstone answers 410 with its reason for a while, then goes; the metadata (up to a header's worth of
+# client text) is not needed for that. ARGV[3] is its lifetime in seconds.
+_TOMBSTONE = """
+redis.call('HDEL', KEYS[1], 'metadata')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+"""
+
+# Move an active upload to another status (done/failed) exactly once; ARGV[4] the status, ARGV[5...] fields.
 _SETTLE = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 if cur ~= 'active' then return -2 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'status', ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
+""" + _LEAVE_PARTIALS + """
+if ARGV[3] ~= '0' then
+""" + _TOMBSTONE + """
+end
 return 1
 """
 
+# Replace an upload by a tombstone (KEYS[3]: its own finals-of set, which goes with it).
+_BURY = """
+redis.call('HSET', KEYS[1], 'status', ARGV[4], 'reason', ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+""" + _LEAVE_PARTIALS + _TOMBSTONE
+
+
+# Progress without a new offset: slide an active upload's expiry.
+_TOUCH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'active' then return 0 end
+redis.call('HSET', KEYS[1], 'expires', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
 
 # Fix a deferred length (stored as '') once; setting the same value again is fine, another value is not.
 _SET_LENGTH = """
@@ -100,7 +134,9 @@ class RedisStateStore:
         self.redis = redis
         self._advance = redis.register_script(_ADVANCE)
         self._settle = redis.register_script(_SETTLE)
+        self._bury = redis.register_script(_BURY)
         self._set_length = redis.register_script(_SET_LENGTH)
+        self._touch = redis.register_script(_TOUCH)
 
     async def create(self, upload: Upload) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -138,25 +174,29 @@ class RedisStateStore:
         return bool(await self._set_length(keys=[keys.upload(upload_id)], args=[length]))
 
     async def settle(self, upload_id: str, status: str, **fields: Any) -> bool:
-        args: list[Any] = [upload_id, status, "finished", time.time()]
+        """active -> `status` once; anything but done becomes a tombstone that expires."""
+        ttl = 0 if status == DONE else TOMBSTONE_SECONDS
+        args: list[Any] = [upload_id, keys.FINALS_OF_PREFIX, ttl, status, "finished", time.time()]
         for key, value in fields.items():
             args += [key, value]
         return await self._settle(keys=[keys.upload(upload_id), keys.EXPIRY_INDEX], args=args) == 1
 
     async def bury(self, upload_id: str, status: str, reason: str) -> None:
-        key = keys.upload(upload_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"status": status, "reason": reason})
-            pipe.expire(key, TOMBSTONE_SECONDS)
-            pipe.zrem(keys.EXPIRY_INDEX, upload_id)
-            pipe.delete(keys.finals_of(upload_id))
-            await pipe.execute()
+        await self._bury(keys=[keys.upload(upload_id), keys.EXPIRY_INDEX, keys.finals_of(upload_id)],
+                         args=[upload_id, keys.FINALS_OF_PREFIX, TOMBSTONE_SECONDS, status, reason])
 
     async def finals_of(self, partial_id: str) -> list[str]:
         return [m.decode() for m in await self.redis.smembers(keys.finals_of(partial_id))]
 
-    async def expired(self, now: float, limit: int = 500) -> list[str]:
-        return [m.decode() for m in await self.redis.zrangebyscore(keys.EXPIRY_INDEX, 0, now, start=0, num=limit)]
+    async def expired(self, now: float, limit: int, skip: int = 0) -> list[str]:
+        found = await self.redis.zrangebyscore(keys.EXPIRY_INDEX, 0, now, start=skip, num=limit)
+        return [m.decode() for m in found]
+
+    async def touch(self, upload_id: str, expires: float) -> None:
+        await self._touch(keys=[keys.upload(upload_id), keys.EXPIRY_INDEX], args=[upload_id, repr(expires)])
+
+    async def forget(self, upload_id: str) -> None:
+        await self.redis.zrem(keys.EXPIRY_INDEX, upload_id)
 
     async def ping(self) -> None:
         await self.redis.ping()
