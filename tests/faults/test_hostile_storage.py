@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 import requests
 from PIL import Image
@@ -37,19 +35,6 @@ from support import (
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs, skipped where mounting is impossible (not root, no CAP_SYS_ADMIN)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def _partial(server: ServerProcess, length: int | None, data: bytes | None = None) -> str:
     created = create_upload(server.url, length, headers={"Upload-Concat": "partial"}, data=data)
     assert created.status_code == 201, created.text
@@ -62,6 +47,57 @@ def _final(server: ServerProcess, parts: list[str]) -> requests.Response:
 
 def _upload_id(url: str) -> str:
     return url.rsplit("/", 1)[1]
+
+
+# ---- concatenation ---------------------------------------------------------------------------------
+
+def test_a_final_lists_each_partial_once(tus_server: ServerProcess) -> None:
+    part = _partial(tus_server, MIB, os.urandom(MIB))
+    uploads = tus_server.data_dir / "uploads"
+    before = set(uploads.iterdir())
+    repeated = _final(tus_server, [part] * 3)
+    assert repeated.status_code == 400 and "more than once" in repeated.text
+    assert "Location" not in repeated.headers
+    assert set(uploads.iterdir()) == before  # nothing created, nothing copied
+
+
+def test_a_final_names_at_most_a_hundred_partials(tus_server: ServerProcess) -> None:
+    """The final's HEAD echoes every partial's URL in one header: past ~8 KiB proxies and clients refuse it."""
+    many = [tus_server.url + os.urandom(16).hex() for _ in range(101)]
+    response = _final(tus_server, many)
+    assert response.status_code == 400 and "at most 100" in response.text
+
+
+def test_a_final_past_max_size_is_never_copied(server_factory: Callable[..., ServerProcess]) -> None:
+    """Partials of deferred length: the total is known only when both are done, and it is too big."""
+    srv = server_factory("--max-size", "3MiB")
+    parts = [_partial(srv, None), _partial(srv, None)]
+    final = _final(srv, parts)
+    assert final.status_code == 201
+    url = final.headers["Location"]
+    for part in parts:
+        done = patch_upload(part, 0, os.urandom(2 * MIB), {"Upload-Length": str(2 * MIB)})
+        assert done.status_code == 204, done.text
+    status = poll(lambda: (code := requests.head(url, headers=TUS, timeout=30).status_code) != 200 and code,
+                  what="the final to end")
+    assert status == 410
+    assert "Tus-Max-Size" in requests.get(url, timeout=30).text
+    assert not (srv.data_dir / "uploads" / _upload_id(url)).exists()
+
+
+def test_a_final_larger_than_the_free_space_is_413_before_anything_is_copied(
+    small_disk: Path, redis_url: str, server_factory: Callable[..., ServerProcess]
+) -> None:
+    srv = server_factory("--redis-url", redis_url, data_dir=small_disk)
+    parts = [_partial(srv, 3 * MIB, os.urandom(3 * MIB)) for _ in range(2)]
+    uploads = small_disk / "uploads"
+    before = set(uploads.iterdir())
+    free = os.statvfs(small_disk).f_bavail
+    response = _final(srv, parts)
+    assert response.status_code == 413, response.text
+    assert "free" in response.text
+    assert set(uploads.iterdir()) == before
+    assert os.statvfs(small_disk).f_bavail == free
 
 
 # ---- expiry ----------------------------------------------------------------------------------------
