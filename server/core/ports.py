@@ -38,6 +38,10 @@ class StateStore(Protocol):
     # exceptions that mean "the store is away for now" (answered 503 + Retry-After, never a traceback)
     unavailable: tuple[type[BaseException], ...]
 
+    def out_of_space(self, exc: BaseException) -> bool:
+        """The store refused a write because its disk is full: 507, as for a full blob store (checked
+        before `unavailable`, which it may also match)."""
+
     async def create(self, upload: Upload) -> None: ...
     async def get(self, upload_id: str) -> Upload | None: ...
     async def get_many(self, upload_ids: list[str]) -> list[Upload | None]: ...

@@ -10,13 +10,16 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from ..core.model import DONE, Upload
 from ..core.ports import Advance, OffsetConflict
 from . import keys
 
 TOMBSTONE_SECONDS = 7 * 86400
+# what Redis says when it cannot persist (MISCONF) because its disk is full: writes are refused until it
+# can write its append-only file again (the embedded redis keeps it in the data dir, beside the uploads)
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
 
 # Advance the offset only from the value the writer started at, and only while the upload is active.
 # With KEYS[3] (a lease) and ARGV[5] (its token), the writer's lease is released in the same round trip.
@@ -137,6 +140,10 @@ class RedisStateStore:
         self._bury = redis.register_script(_BURY)
         self._set_length = redis.register_script(_SET_LENGTH)
         self._touch = redis.register_script(_TOUCH)
+
+    def out_of_space(self, exc: BaseException) -> bool:
+        message = str(exc)  # in a pipeline: "Command # 1 (HSET ...) of pipeline caused error: MISCONF ..."
+        return isinstance(exc, ResponseError) and "MISCONF" in message and any(r in message for r in _DISK_FULL)
 
     async def create(self, upload: Upload) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -7,6 +7,7 @@ allowed) stands in for a full disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -138,6 +139,31 @@ def test_the_sweeper_removes_every_expired_upload_in_one_pass(
     swept = [line for line in sweeper.output if "expired" in line and "unfinished uploads" in line]
     assert len(swept) == 1 and f"expired {count} " in swept[0], swept
     assert list((shared / "uploads").iterdir()) == []
+
+
+# ---- disk full -------------------------------------------------------------------------------------
+
+def test_a_full_disk_under_the_embedded_redis_answers_507_not_503(
+    small_disk: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    """The embedded redis keeps its append-only file in the data dir: on a full disk it refuses writes
+    with MISCONF, which is a full disk, not an outage."""
+    srv = server_factory(data_dir=small_disk)
+    filler = small_disk / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    statuses = []
+    for _ in range(50):
+        response = requests.post(srv.url, headers={**TUS, "Upload-Length": "10"}, timeout=10)
+        statuses.append(response.status_code)
+        if response.status_code != 201:
+            break
+    assert statuses[-1] == 507, (statuses, response.text)
+    filler.unlink()
+    poll(lambda: requests.post(srv.url, headers={**TUS, "Upload-Length": "10"}, timeout=10).status_code == 201,
+         what="uploads accepted again once space is free")
 
 
 # ---- records and directories that must go ----------------------------------------------------------
