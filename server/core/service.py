@@ -161,7 +161,7 @@ class UploadService:
         `checksum_in_trailer`: the body announced an Upload-Checksum trailer, so nothing of it is recorded
         until it verified; `trailer_possible`: a chunked body may end with one unannounced."""
         ids.check(upload_id)
-        lease = await self.rt.locker.acquire(upload_id, read=True)
+        lease = await self.rt.locker.acquire(upload_id, read=True, write=True)
         try:
             upload = self._visible(lease.upload, owner)
             upload, room = await self._check_append(upload, offset, new_length, body_length)

@@ -12,17 +12,31 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from ..core.model import DONE, Upload
+from ..core.model import DONE, FIRST_SEGMENTS, Segments, Upload
 from ..core.ports import Advance, OffsetConflict
 from . import keys
 
 TOMBSTONE_SECONDS = 7 * 86400
+
+
+
+def clear_writer(upload: str, token: str, clean: str) -> str:
+    """Lua: a lease's holder ended cleanly (`clean` == '1'); if it is the upload's writer (`token`), the
+    last segment has no live writer any more. Shared with the lease's release (locks.py)."""
+    return f"""
+if {clean} == '1' and redis.call('HGET', {upload}, 'writer') == {token} then
+  redis.call('HSET', {upload}, 'writer', '')
+end
+"""
+
 # what Redis says when it cannot persist (MISCONF) because its disk is full: writes are refused until it
 # can write its append-only file again (the embedded redis keeps it in the data dir, beside the uploads)
 _DISK_FULL = ("No space left on device", "Disk quota exceeded")
 
 # Advance the offset only from the value the writer started at, and only while the upload is active.
-# With KEYS[3] (a lease) and ARGV[5] (its token), the writer's lease is released in the same round trip.
+# ARGV[5] (when not empty): the upload's segments from now on, ARGV[6] their last one's writer. With
+# KEYS[3] (a lease) and ARGV[7] (its token), the writer's lease is released in the same round trip, and
+# with ARGV[8] == '1' (it ended cleanly) it stops being the upload's writer.
 _ADVANCE = """
 local cur = redis.call('HMGET', KEYS[1], 'offset', 'status')
 if not cur[1] then return -1 end
@@ -33,7 +47,11 @@ if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'expires', ARGV[3])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 end
-if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'segments', ARGV[5], 'writer', ARGV[6]) end
+if KEYS[3] then
+  if redis.call('GET', KEYS[3]) == ARGV[7] then redis.call('DEL', KEYS[3]) end
+""" + clear_writer("KEYS[1]", "ARGV[7]", "ARGV[8]") + """
+end
 return 1
 """
 
@@ -99,7 +117,18 @@ def _to_hash(upload: Upload) -> dict[str, Any]:
         "owner": upload.owner, "created": upload.created,
         "expires": "" if upload.expires is None else upload.expires, "status": upload.status,
         "sha256": upload.sha256, "reason": upload.reason,
+        "segments": encode_segments(upload.segments), "writer": upload.writer,
     }
+
+
+def encode_segments(segments: Segments) -> str:
+    return " ".join(f"{name}:{start}" for name, start in segments)
+
+
+def _decode_segments(text: str) -> Segments:
+    if not text:
+        return FIRST_SEGMENTS  # a record from before segments: its blob is the first one
+    return tuple((name, int(start)) for name, _, start in (s.rpartition(":") for s in text.split()))
 
 
 def parse(upload_id: str, h: dict[bytes, bytes]) -> Upload | None:
@@ -124,6 +153,8 @@ def parse(upload_id: str, h: dict[bytes, bytes]) -> Upload | None:
         sha256=s("sha256"),
         reason=s("reason"),
         finished=float(s("finished")) if s("finished") else None,
+        segments=_decode_segments(s("segments")),
+        writer=s("writer"),
     )
 
 
@@ -164,15 +195,17 @@ class RedisStateStore:
             hashes = await pipe.execute()
         return [parse(i, h) for i, h in zip(upload_ids, hashes, strict=True)]
 
-    async def advance(self, upload_id: str, advance: Advance, release: tuple[str, str] | None = None) -> None:
+    async def advance(self, upload_id: str, advance: Advance, release: tuple[str, str] | None = None,
+                      clean: bool = True) -> None:
         """Compare-and-set the offset; `release`: a lease (key, token) to compare-and-delete if the offset
-        moved (RedisLease.release does both in a PATCH's last round trip)."""
+        moved (RedisLease.release does both in a PATCH's last round trip), `clean` as Lease.release."""
         expires = "" if advance.expires is None else repr(advance.expires)
+        segments = "" if advance.segments is None else encode_segments(advance.segments)
         script_keys = [keys.upload(upload_id), keys.EXPIRY_INDEX]
-        args: list[Any] = [advance.old, advance.new, expires, upload_id]
+        args: list[Any] = [advance.old, advance.new, expires, upload_id, segments, advance.writer]
         if release is not None:
             script_keys.append(release[0])
-            args.append(release[1])
+            args += [release[1], "1" if clean else "0"]
         result = await self._advance(keys=script_keys, args=args)
         if result != 1:
             raise OffsetConflict({-1: "gone", -2: "not active", -3: "offset moved"}.get(result, str(result)))
