@@ -1,8 +1,8 @@
 """Any failure below the handlers as the response a client can act on, never a traceback.
 
 A state store that is away is 503 + Retry-After (the client retries); a full disk is 507, also under the
-state store (Redis refusing writes it cannot persist); anything else
-unexpected is logged once with its traceback and answered 500.
+state store (Redis refusing writes it cannot persist); anything else unexpected is logged once with its
+traceback and answered 500.
 """
 
 from __future__ import annotations

@@ -42,6 +42,15 @@ def _write_all(fd: int, data: bytes | memoryview, position: int = 0) -> int:
     return position
 
 
+def _fsync(path: Path) -> None:
+    """A file's bytes, or a directory's entries, are on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _copy(src: int, out: int, src_offset: int, out_offset: int, count: int, what: str) -> None:
     """`count` bytes from `src` to `out`, copied inside the kernel (shared extents where the fs can)."""
     copied = 0
@@ -73,7 +82,7 @@ class FileWriter:
         """The written bytes (and the size needed to read them) are on disk: fdatasync skips timestamps."""
         os.fdatasync(self.fd)
         if self.new_entry is not None:
-            FileStore._fsync(self.new_entry)
+            _fsync(self.new_entry)
             self.new_entry = None
 
     def close(self) -> None:
@@ -137,7 +146,7 @@ class FileStore:
                 offset += length
             os.fsync(out)
         os.replace(tmp, self._path(final_id))
-        self._fsync(self.uploads)
+        _fsync(self.uploads)
 
     def finalize(self, upload_id: str, length: int, segments: Segments = FIRST_SEGMENTS,
                  in_place: bool = True) -> None:
@@ -147,7 +156,7 @@ class FileStore:
         with contextlib.suppress(FileNotFoundError):
             done = os.stat(published)
             if not done.st_mode & stat.S_IWUSR and done.st_size == length:  # a crash came before the state
-                self._fsync(published)
+                _fsync(published)
                 self._drop_working(upload_id)
                 return
         if in_place:
@@ -164,7 +173,7 @@ class FileStore:
             path = self._assemble(upload_id, length, segments)
         if path != published:
             os.replace(path, published)
-            self._fsync(self.uploads)
+            _fsync(self.uploads)
         self._drop_working(upload_id)
 
     def _assemble(self, upload_id: str, length: int, segments: Segments) -> Path:
@@ -195,14 +204,6 @@ class FileStore:
             raise
         finally:
             os.close(out)
-
-    @staticmethod
-    def _fsync(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _drop_working(self, upload_id: str) -> None:
         """Every segment but the first, and half-built files (an open descriptor keeps its file alive)."""
