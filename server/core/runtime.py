@@ -40,7 +40,7 @@ class Runtime:
         return time.time() + self.config.expire_after if self.config.expire_after else None
 
     def error(self, exc: BaseException) -> errors.TusError:
-        return as_tus_error(exc, self.state.unavailable)
+        return as_tus_error(exc, self.state.unavailable, self.state.out_of_space)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Background work that must finish before shutdown (see `drain`), not tied to a request."""
