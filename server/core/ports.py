@@ -74,9 +74,14 @@ class Lease(Protocol):
 class Locker(Protocol):
     waits: int  # acquisitions that found the upload locked (for metrics)
 
-    async def acquire(self, upload_id: str, *, read: bool = False) -> Lease:
+    async def acquire(self, upload_id: str, *, read: bool = False, owner: str | None = None) -> Lease:
         """Take the lease, asking a current holder to let go; 423 (UPLOAD_LOCKED) if it is not free in
-        time. `read`: also read the upload's record, in the same round trip (`Lease.upload`)."""
+        time. `read`: also read the upload's record, in the same round trip (`Lease.upload`). `owner`: the
+        request's; a holder is asked to let go only for the upload's owner (anyone else: 404)."""
+
+    async def wait_released(self, upload_id: str, owner: str) -> bool:
+        """Ask a holder of the upload's lease to let go and wait until it did, taking no lease (423 if not
+        in time, 404 if the upload is not `owner`'s); True if there was a holder."""
 
 
 # ---- bytes -------------------------------------------------------------------------------------------

@@ -53,9 +53,10 @@ class Runtime:
             await asyncio.gather(*self.background, return_exceptions=True)
 
     @contextlib.asynccontextmanager
-    async def leased(self, upload_id: str, *, read: bool = False) -> AsyncIterator[Lease]:
-        """Hold an upload's lease for a block: its only taker and releaser outside an append session."""
-        lease = await self.locker.acquire(upload_id, read=read)
+    async def leased(self, upload_id: str, *, read: bool = False, owner: str | None = None) -> AsyncIterator[Lease]:
+        """Hold an upload's lease for a block: its only taker and releaser outside an append session.
+        `owner`: a client's request, which may make a holder let go only of its own uploads."""
+        lease = await self.locker.acquire(upload_id, read=read, owner=owner)
         try:
             yield lease
         finally:
