@@ -73,6 +73,9 @@ def _register_server(sub: Any) -> None:
                    help="file of 'TOKEN OWNER' lines; requests then need Authorization: Bearer TOKEN")
     p.add_argument("--signing-secret", default=env_default("signing-secret", None),
                    help="secret for signed download links (default: one created in the data dir)")
+    p.add_argument("--public-events", action="store_true", default=env_default("public-events", False, bool),
+                   help="without --tokens, serve GET /events to anyone (it names every upload, and an upload's "
+                        "ID is the key to it); off by default")
     p.add_argument("--rate-limit", type=float, default=env_default("rate-limit", 0.0, float),
                    help="requests/s per client (owner, or IP without auth); 0 = off (default)")
     p.add_argument("--rate-burst", type=float, default=env_default("rate-burst", 0.0, float),
@@ -136,6 +139,7 @@ def run_server(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
+            public_events=args.public_events,
             sweep_interval=args.sweep_interval, accept=args.accept, thumbnail_sizes=args.thumbnail_sizes,
             max_image_pixels=args.max_image_pixels, tokens_file=args.tokens, signing_secret=args.signing_secret,
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,

@@ -35,6 +35,7 @@ class ServerConfig:
     max_image_pixels: int = 64_000_000  # larger images are recorded as invalid, never decoded
     # auth and signed links
     tokens_file: Path | None = None
+    public_events: bool = False  # without tokens, /events (every upload's ID) only if the operator says so
     signing_secret: str | None = None  # None: a secret created in data_dir
     # rate limits (0: off)
     request_rate: float = 0.0  # requests/s per client

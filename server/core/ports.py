@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -155,14 +155,24 @@ Entry = tuple[str, dict[str, Any]]  # (event ID, event)
 FEED_CLOSED: Entry = ("", {})  # put in a subscriber's queue when the feed drops it
 
 
+@dataclass(frozen=True)
+class ReplayPage:
+    """One page of a replay: the caller's events among the history entries it covered."""
+
+    entries: list[Entry]
+    last_id: str  # the last history entry the page covered, the caller's or not
+    caught_up: bool  # the page reached the end of the history
+
+
 class EventFeed(Protocol):
     """Events for `GET /events`: a replay of the history after an event ID, then live ones."""
 
     def subscribe(self) -> asyncio.Queue[Entry]:
         """A queue of live events; FEED_CLOSED ends it (a subscriber too far behind is dropped)."""
     def unsubscribe(self, queue: asyncio.Queue[Entry]) -> None: ...
-    async def replay(self, after: str) -> list[Entry]:
-        """Every event still in the history after the event ID `after`, oldest first."""
+    def replay(self, after: str, owner: str | None) -> AsyncIterator[ReplayPage]:
+        """The history after the event ID `after`, oldest first, a page at a time, keeping only `owner`'s
+        events (None: everyone's). It goes a bounded depth: it may stop before a page that caught up."""
     def is_event_id(self, text: str) -> bool:
         """Whether a client's Last-Event-ID names an event of this feed (anything else: no replay)."""
     def newer(self, event_id: str, than: str) -> bool:

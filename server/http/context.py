@@ -38,3 +38,5 @@ class ServerContext:
     metrics: Metrics = field(default_factory=Metrics)
     shutting_down: bool = False
     active: set[Interruptible] = field(default_factory=set)  # requests streaming a body right now
+    # /events replay pages read and sent at once (each holds one page of history in memory)
+    replay_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
