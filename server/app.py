@@ -148,7 +148,9 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
         make_app(ctx),
         xheaders=config.behind_proxy,
         chunk_size=config.chunk_size,
-        idle_connection_timeout=max(config.network_timeout, 60.0),
+        # tornado times a request head from when it starts waiting for it, so this also closes idle
+        # keep-alive connections (as Go's net/http does when only ReadTimeout is set)
+        idle_connection_timeout=config.network_timeout,
     )
     sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)

@@ -57,7 +57,7 @@ def _register_server(sub: Any) -> None:
                    help="comma-separated origins allowed to use the endpoint from a browser (default *)")
     p.add_argument("--network-timeout", type=parse_duration,
                    default=env_default("network-timeout", 60.0, parse_duration),
-                   help="close a request body that sends nothing for this long (default 60s)")
+                   help="close a request whose head or body sends nothing for this long (default 60s)")
     p.add_argument("--behind-proxy", action="store_true", default=env_default("behind-proxy", False, bool),
                    help="trust X-Forwarded-* / Forwarded headers for client address and Location URLs")
     p.add_argument("--log-level", default=env_default("log-level", "info"), help="debug, info, warning, error")

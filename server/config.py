@@ -25,7 +25,7 @@ class ServerConfig:
     max_size: int | None = None
     expire_after: float | None = 24 * 3600
     cors_origins: tuple[str, ...] = ("*",)
-    network_timeout: float = 60.0  # seconds a PATCH may send nothing before we close it
+    network_timeout: float = 60.0  # seconds a request head or body may send nothing before we close it
     behind_proxy: bool = False
     sweep_interval: float = 60.0
     chunk_size: int = 1024 * 1024  # tornado's read size for request bodies: one piece per flush_bytes
@@ -56,3 +56,5 @@ class ServerConfig:
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")
+        if self.network_timeout <= 0:
+            raise ValueError("--network-timeout must be positive")

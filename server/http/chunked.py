@@ -1,4 +1,6 @@
-"""An HTTP server whose chunked request bodies may end with trailers (the checksum-trailer extension).
+"""Tornado's HTTP server with two changes of ours: chunked request bodies may end with trailers (the
+checksum-trailer extension), and a request head over the size limit is answered 431 instead of a silent
+close.
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
@@ -9,6 +11,8 @@ connection, where `request_trailers()` finds them for the handler. Everything el
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 from tornado import httputil, iostream
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
@@ -18,6 +22,34 @@ from tornado.log import gen_log
 _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
 _EMPTY = httputil.HTTPHeaders()
+_TOO_LARGE_REASON = b"request header block is over 64 KiB\n"
+_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Tus-Resumable: 1.0.0\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(_TOO_LARGE_REASON), _TOO_LARGE_REASON))
+
+
+class HeadLimitStream(iostream.IOStream):
+    """A connection's stream that answers a request head over the limit with 431 before it closes.
+
+    Tornado reads the request head (and nothing else on a server) with `read_until_regex(max_bytes)`, and
+    when the head outgrows it the stream closes itself at once, leaving the client guessing."""
+
+    reading_head = False
+
+    def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> asyncio.Future[bytes]:
+        self.reading_head = True
+        future = super().read_until_regex(regex, max_bytes)
+        future.add_done_callback(self._head_read)
+        return future
+
+    def _head_read(self, _future: asyncio.Future[bytes]) -> None:
+        self.reading_head = False
+
+    def close(self, exc_info: Any = False) -> None:
+        if self.reading_head and isinstance(exc_info, iostream.UnsatisfiableReadError) and not self.closed():
+            with contextlib.suppress(OSError):
+                self.socket.send(_HEAD_TOO_LARGE)  # a small write into an idle socket: it goes at once
+        super().close(exc_info)
 
 
 def _chunk_size(line: bytes) -> int:
@@ -90,6 +122,10 @@ class TrailerServerConnection(HTTP1ServerConnection):
 
 class TusHTTPServer(HTTPServer):
     def handle_stream(self, stream: iostream.IOStream, address: tuple[str, ...]) -> None:
+        if type(stream) is iostream.IOStream:  # not yet used: the same socket gets our stream class
+            stream = HeadLimitStream(stream.socket, max_buffer_size=stream.max_buffer_size,
+                                     read_chunk_size=stream.read_chunk_size,
+                                     max_write_buffer_size=stream.max_write_buffer_size)
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
         conn = TrailerServerConnection(stream, self.conn_params, context)
         self._connections.add(conn)

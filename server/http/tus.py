@@ -28,6 +28,7 @@ from .chunked import request_trailers
 log = logging.getLogger("tuskit.server.http")
 
 _OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+_STRAY_BODY = 64 * 1024  # the most a POST may send that is not an upload's first bytes (read and ignored)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _INLINE_TYPES = {
     "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "text/plain", "application/pdf",
@@ -56,6 +57,8 @@ class TusHandler(BaseHandler):
     async def prepare(self) -> None:
         await self.admit()  # token or signed link, and the rate limit (http_base)
         method = self.request.method
+        if method not in ("PATCH", "POST"):
+            self.refuse_body()
         if method == "OPTIONS" or (method == "GET" and "Tus-Resumable" not in self.request.headers):
             return  # discovery/preflight and plain downloads are not tus requests
         protocol.check_version(self.request.headers.get("Tus-Resumable"))
@@ -65,12 +68,12 @@ class TusHandler(BaseHandler):
             await self._start_patch()
         elif method == "POST":
             await self._start_post()
-        else:
-            self.request.connection.set_max_body_size(0)
+
+    def _body_length(self) -> int | None:
+        return protocol.parse_content_length(self.request.headers.get("Content-Length"))
 
     def _has_body(self) -> bool:
-        h = self.request.headers
-        return int(h.get("Content-Length") or 0) > 0 or "chunked" in h.get("Transfer-Encoding", "").lower()
+        return bool(self._body_length()) or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
 
     def _max_body(self) -> int:
         # a little over what any upload may take, so overruns reach us as a clear 413, not tornado's 400
@@ -90,8 +93,7 @@ class TusHandler(BaseHandler):
         offset = protocol.parse_offset(h.get("Upload-Offset"))
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if "Upload-Checksum" in h else None
         new_length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
-        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
-        await self._open_session(upload_id, offset, new_length, body_length, checksum)
+        await self._open_session(upload_id, offset, new_length, self._body_length(), checksum)
 
     async def _start_post(self) -> None:
         """Create the upload now: with creation-with-upload its body streams in before `post()` runs."""
@@ -113,14 +115,18 @@ class TusHandler(BaseHandler):
         with_body = (self._has_body() and content_type == protocol.OFFSET_CONTENT_TYPE
                      and (concat is None or concat.kind == "partial"))
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
-        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+        body_length = self._body_length()
         if with_body and length is not None and body_length is not None and body_length > length:
             raise errors.LENGTH_EXCEEDED(f"a body of {body_length} bytes does not fit Upload-Length {length}")
+        if not with_body and self._has_body() and (body_length is None or body_length > _STRAY_BODY):
+            raise errors.BODY_NOT_ALLOWED(
+                f"a POST body is an upload's first bytes only with Content-Type: {protocol.OFFSET_CONTENT_TYPE}")
         self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
                                                  owner=self.owner())
         self.set_header("Location", self.upload_url(self.created.id))
         if not with_body:
-            self.request.connection.set_max_body_size(64 * 1024)  # a stray body is read and ignored
+            # a small stray body is read and ignored, within --network-timeout like every body
+            self.request.connection.set_body_timeout(self.ctx.config.network_timeout)
             return
         await self._open_session(self.created.id, 0, None, body_length, checksum)
 
