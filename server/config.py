@@ -26,6 +26,7 @@ class ServerConfig:
     expire_after: float | None = 24 * 3600
     cors_origins: tuple[str, ...] = ("*",)
     network_timeout: float = 60.0  # seconds a request head or body may send nothing before we close it
+    buffer_budget: int = 64 * 1024 * 1024  # request body bytes this process holds in memory at once
     behind_proxy: bool = False
     sweep_interval: float = 60.0
     chunk_size: int = 1024 * 1024  # tornado's read size for request bodies: one piece per flush_bytes
@@ -56,5 +57,7 @@ class ServerConfig:
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")
+        if self.buffer_budget < 1024 * 1024:
+            raise ValueError("--buffer-budget must be at least 1MiB")
         if self.network_timeout <= 0:
             raise ValueError("--network-timeout must be positive")

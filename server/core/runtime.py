@@ -14,6 +14,7 @@ from typing import Any
 
 from tuskit import errors
 
+from .budget import BodyBudget
 from .config import ServiceConfig
 from .digests import RunningDigests
 from .failures import as_tus_error
@@ -29,6 +30,7 @@ class Runtime:
     executor: Executor
     config: ServiceConfig
     digests: RunningDigests = field(default_factory=RunningDigests)
+    budget: BodyBudget = field(default_factory=BodyBudget)  # body bytes in memory (unbounded unless given)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def io(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -56,6 +56,7 @@ class BaseHandler(tornado.web.RequestHandler):
     # set by TusHandler while it streams a body; here so body pacing can keep the idle watchdog fed
     last_data: float = 0.0
     stopping: asyncio.Future[None] | None = None
+    held_back = False  # True while the body waits for the body budget: no stall of the client's
 
     @property
     def ctx(self) -> ServerContext:
@@ -197,9 +198,9 @@ class BaseHandler(tornado.web.RequestHandler):
         holders, who must not spend the owner's budget)."""
         return f"owner:{self._owner}" if self._owner and not self._via_link else f"ip:{self.request.remote_ip}"
 
-    async def body_arrived(self, count: int) -> None:
-        """Pace an upload body to the byte rate by reading the next piece later (never by refusing)."""
-        self.ctx.metrics.bytes_received += count
+    async def pace(self, count: int) -> None:
+        """Pace an upload body to the byte rate by reading its next piece later (never by refusing), now
+        that `count` more bytes of it arrived."""
         wait = await self.ctx.limiter.upload_bytes(self._client(), count)
         deadline = time.monotonic() + wait
         while wait > 0 and self.stopping is None:

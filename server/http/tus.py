@@ -47,6 +47,8 @@ class TusHandler(BaseHandler):
         self.service = self.ctx.service
         self.session: AppendSession | None = None
         self.stopping: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None  # waiting for the body budget (see _next_piece)
+        self._unpaced = 0  # body bytes received since the last --byte-rate pacing
         self.last_data = time.monotonic()
         override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
         if self.request.method == "POST" and override in _OVERRIDABLE:
@@ -135,10 +137,15 @@ class TusHandler(BaseHandler):
         h = self.request.headers
         trailer = "upload-checksum" in h.get("Trailer", "").lower()
         chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
+        # a body that must wait for memory waits here, before it takes the upload's lease
+        await self._admit()
+        if self.ctx.shutting_down:
+            raise errors.SHUTTING_DOWN()
         self.session = await self.service.open_append(
             upload_id, self.owner(), offset, new_length=new_length, body_length=body_length,
             checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None)
         self.request.connection.set_max_body_size(self._max_body())
+        self.request.connection.gate = self._next_piece  # type: ignore[attr-defined]  # a TrailerConnection
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
         self.session.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
@@ -146,8 +153,40 @@ class TusHandler(BaseHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.session is not None:
             self.last_data = time.monotonic()
+            self.ctx.budget.used(self)
+            self.ctx.metrics.bytes_received += len(chunk)
+            self._unpaced += len(chunk)
             await self.session.write(chunk)
-            await self.body_arrived(len(chunk))  # metrics, and --byte-rate pacing by reading later
+
+    async def _next_piece(self) -> None:
+        """The connection's gate before each piece of the body after the first: --byte-rate pacing, then
+        the body budget's leave. While the budget is spent our buffer goes to storage and the body waits
+        its turn (TCP meanwhile slows the client): never a failure, and not a stall of the client's, so
+        the --network-timeout watchdog leaves it alone."""
+        unpaced, self._unpaced = self._unpaced, 0
+        await self.pace(unpaced)
+        self.held_back = self.ctx.budget.would_wait()
+        try:
+            if self.held_back and self.session is not None:
+                await self.session.flush()
+            await self._admit()
+        finally:
+            self.held_back = False
+            self.last_data = time.monotonic()
+
+    async def _admit(self) -> None:
+        """Wait for the body budget's leave to read a piece; an interruption ends the wait early."""
+        self._room = asyncio.ensure_future(self.ctx.budget.admit(self))
+        try:
+            await asyncio.wait({self._room})
+        finally:
+            self._room.cancel()
+            self._room = None
+
+    def spill(self) -> None:
+        """The client went quiet: hand its buffered bytes to storage instead of holding them in memory."""
+        if self.session is not None and self.session.buffered and not self.session.closed:
+            self.service.spawn(self.session.flush())
 
     # ---- ending a streamed body ------------------------------------------------------------------
 
@@ -155,6 +194,8 @@ class TusHandler(BaseHandler):
         """Another request wants this upload, the client stalled, or the server is stopping: save and end."""
         if self.stopping is None and self.session is not None and not self.session.closed:
             self.stopping = asyncio.ensure_future(self._stop_streaming(why))
+            if self._room is not None:
+                self._room.cancel()  # no more reading: stop waiting for memory
 
     async def _stop_streaming(self, why: str) -> None:
         assert self.session is not None
@@ -175,7 +216,13 @@ class TusHandler(BaseHandler):
                     await sent  # the 503 is on the wire before the connection goes
         self.request.connection.close()
 
+    def on_finish(self) -> None:
+        self.ctx.budget.used(self)  # a grant it did not use
+
     def on_connection_close(self) -> None:
+        self.ctx.budget.used(self)
+        if self._room is not None:
+            self._room.cancel()
         if self.session is not None and not self.session.closed and self.stopping is None:
             self.stopping = asyncio.ensure_future(self._stop_on_disconnect())
         # ends tornado's wait for the body (quietly); without it the handler lingered until shutdown

@@ -3,6 +3,7 @@ another owner's upload: each is refused, bounded or ignored, and honest requests
 
 - a body where none belongs is answered from the headers, and the token check comes before any body byte;
 - header blocks and bodies have a time limit (--network-timeout), an oversized header block gets a 431;
+- request bodies share one memory budget (--buffer-budget): reading waits, uploads never fail;
 - only an upload's owner can make its writer let go, and simultaneous HEADs do not lock each other out;
 - malformed numbers, hosts and request IDs are 4xx or ignored, never a 500 or a giant log line, and
   failed authentications spend the caller's rate limit.
@@ -15,6 +16,7 @@ import contextlib
 import http.client
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,7 @@ from support import (
     ServerProcess,
     create_upload,
     patch_upload,
+    peak_rss,
     poll,
     raw_connect,
     read_response,
@@ -146,6 +149,54 @@ def test_an_oversized_header_block_is_answered_431(tus_server: ServerProcess) ->
     response = _answer(target, request_head("GET", target, {"X-Padding": "a" * 70_000}))
     assert response is not None and response.status == 431
     assert requests.get(target, timeout=10).status_code == 200
+
+
+# ---- one memory budget for every request body --------------------------------------------------------
+
+def test_stalled_and_parallel_patches_share_one_memory_budget(server_factory: Callable[..., ServerProcess]) -> None:
+    """200 PATCHes each send 1 MiB - 1 of a 2 MiB body and stall: the server reads all of it (it goes to
+    storage) within a few MiB of its budget, where it used to keep every stalled byte in memory. Then every
+    body completes: back pressure slowed them, none failed, every file verifies."""
+    count = 200
+    server = server_factory("--buffer-budget", "8MiB", "--network-timeout", "120s")
+    sources = [Source(os.urandom(2 * MIB)) for _ in range(count)]
+    urls = [tus_ops.create(server.url, source) for source in sources]
+    before = peak_rss(server.proc.pid)
+    socks = [raw_connect(url, timeout=120) for url in urls]
+    answers: list[RawResponse | None] = [None] * count
+    stalled = threading.Barrier(count + 1)
+
+    def send(i: int) -> None:
+        body = sources[i].body
+        socks[i].sendall(tus_ops.patch_head(urls[i], 0, len(body)) + body[:MIB - 1])
+        stalled.wait()
+        stalled.wait()  # the test measured: send the rest
+        socks[i].sendall(body[MIB - 1:])
+        answers[i] = tus_ops.answer(socks[i])
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        stalled.wait(timeout=120)
+        poll(lambda: all(_stored(server, url) >= MIB - 1 for url in urls), timeout=60,
+             what="every stalled body's bytes to reach storage")
+        grown = peak_rss(server.proc.pid) - before
+        stalled.wait(timeout=10)
+        for thread in threads:
+            thread.join(120)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert grown < 80 * MIB, f"the server grew by {grown / MIB:.0f} MiB holding {count} stalled bodies"
+    assert [a.status if a else None for a in answers] == [204] * count
+    for url, source in zip(urls, sources, strict=True):
+        assert tus_ops.offset(url) == len(source.body)
+
+
+def _stored(server: ServerProcess, upload_url: str) -> int:
+    path = server.data_dir / "uploads" / upload_url.rsplit("/", 1)[1]
+    return path.stat().st_size if path.exists() else 0
 
 
 # ---- owners ------------------------------------------------------------------------------------------
