@@ -5,6 +5,10 @@ fills (one flush in flight). The offset moves at checkpoints and at the end, by 
 after the bytes it counts were synced. With a chunk checksum nothing is recorded until the whole chunk
 has verified.
 
+Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
+has them; `flush` hands a short buffer over early, when the body must wait for memory or its client went
+quiet.
+
 The session takes the lease from whoever opened it and is its only releaser (`_close`); when a body ends
 without completing its upload, the offset's last move and the release are one round trip
 (`Lease.release(advance)`).
@@ -106,6 +110,7 @@ class AppendSession:
         self.received += len(data)
         self.buffer.append(data)
         self.buffered += len(data)
+        self.rt.budget.hold(len(data))
         if self._expiry_due():
             try:
                 await self._slide_expiry()
@@ -113,13 +118,20 @@ class AppendSession:
                 self.error = self.rt.error(exc)
                 return
         if self.buffered >= self.rt.config.flush_bytes:
-            async with self.lock:
-                if self.closed:
-                    return
-                try:
-                    await self._flush()
-                except Exception as exc:  # a body callback must not raise: the failure becomes the response
-                    self.error = self.rt.error(exc)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand the buffered bytes to storage now (also short of `flush_bytes`); returns once they are on
+        their way, after the previous flush finished."""
+        if not self.buffer:
+            return
+        async with self.lock:
+            if self.closed:
+                return
+            try:
+                await self._flush()
+            except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                self.error = self.rt.error(exc)
 
     def _expiry_due(self) -> bool:
         """Progress slides the expiry: once half of its window has passed since it was last recorded, even
@@ -154,6 +166,8 @@ class AppendSession:
         # first, or after a power loss the state would count bytes the blob never got
         durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
         self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, blocks, last, durable))
+        # the bytes leave the budget when the write ends, whoever awaits it (a waiting body may not)
+        self.pending.add_done_callback(lambda _: self.rt.budget.release(size))
         self.position += size
 
     async def _check_type(self, head: bytes) -> None:
@@ -337,6 +351,8 @@ class AppendSession:
             return
         self.closed = True
         clean = False  # until this session's writes are known to be over and its blob closed
+        self.rt.budget.release(self.buffered)  # a buffer never written (an error or a discarded body)
+        self.buffer, self.buffered = [], 0
         try:
             if self.pending is not None:  # an error cut the drain short: never close the blob under a write
                 with contextlib.suppress(OSError, OffsetConflict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -104,13 +104,19 @@ class Lease(Protocol):
 class Locker(Protocol):
     waits: int  # acquisitions that found the upload locked (for metrics)
 
-    async def acquire(self, upload_id: str, *, read: bool = False, write: bool = False) -> Lease:
+    async def acquire(self, upload_id: str, *, read: bool = False, write: bool = False,
+                      owner: str | None = None) -> Lease:
         """Take the lease, asking a current holder to let go; 423 (UPLOAD_LOCKED) if it is not free in
         time. `read`: also read the upload's record, in the same round trip (`Lease.upload`). `write`:
-        and, if its `writer` is empty, record this lease as its writer (the record read shows the old one)."""
+        and, if its `writer` is empty, record this lease as its writer (the record read shows the old one).
+        `owner`: the request's; a holder is asked to let go only for the upload's owner (anyone else: 404)."""
 
     async def try_acquire(self, upload_id: str) -> Lease | None:
         """The lease if it is free right now, else None; nobody is asked to let go."""
+
+    async def wait_released(self, upload_id: str, owner: str) -> bool:
+        """Ask a holder of the upload's lease to let go and wait until it did, taking no lease (423 if not
+        in time, 404 if the upload is not `owner`'s); True if there was a holder."""
 
 
 # ---- bytes -------------------------------------------------------------------------------------------
@@ -201,14 +207,24 @@ Entry = tuple[str, dict[str, Any]]  # (event ID, event)
 FEED_CLOSED: Entry = ("", {})  # put in a subscriber's queue when the feed drops it
 
 
+@dataclass(frozen=True)
+class ReplayPage:
+    """One page of a replay: the caller's events among the history entries it covered."""
+
+    entries: list[Entry]
+    last_id: str  # the last history entry the page covered, the caller's or not
+    caught_up: bool  # the page reached the end of the history
+
+
 class EventFeed(Protocol):
     """Events for `GET /events`: a replay of the history after an event ID, then live ones."""
 
     def subscribe(self) -> asyncio.Queue[Entry]:
         """A queue of live events; FEED_CLOSED ends it (a subscriber too far behind is dropped)."""
     def unsubscribe(self, queue: asyncio.Queue[Entry]) -> None: ...
-    async def replay(self, after: str) -> list[Entry]:
-        """Every event still in the history after the event ID `after`, oldest first."""
+    def replay(self, after: str, owner: str | None) -> AsyncIterator[ReplayPage]:
+        """The history after the event ID `after`, oldest first, a page at a time, keeping only `owner`'s
+        events (None: everyone's). It goes a bounded depth: it may stop before a page that caught up."""
     def is_event_id(self, text: str) -> bool:
         """Whether a client's Last-Event-ID names an event of this feed (anything else: no replay)."""
     def newer(self, event_id: str, than: str) -> bool:

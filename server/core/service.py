@@ -86,11 +86,19 @@ class UploadService:
         return upload
 
     async def head(self, upload_id: str, owner: str) -> Upload:
-        """Offset retrieval: under the lease, so a stale writer is stopped first and the offset is final;
-        an upload whose bytes are all in but that was never published is finished here."""
-        ids.check(upload_id)
-        async with self.rt.leased(upload_id):
-            return await self._settle_pending(await self.get(upload_id, owner))
+        """Offset retrieval. Visibility first: another owner's upload is a 404 that disturbs nothing. A
+        writer still holding the upload (usually the client's own old connection) is asked to let go, so
+        the offset is final, as tusd does; the lease itself is taken only to finish an upload whose bytes
+        are all in but that was never published, so simultaneous HEADs never queue for it."""
+        upload = await self.get(upload_id, owner)
+        if upload.status != ACTIVE:
+            return upload
+        if upload.complete or upload.concat == "final":
+            async with self.rt.leased(upload_id, read=True, owner=owner) as lease:
+                return await self._settle_pending(self._visible(lease.upload, owner))
+        if await self.rt.locker.wait_released(upload_id, owner):
+            return await self.get(upload_id, owner)
+        return upload
 
     async def _settle_pending(self, upload: Upload) -> Upload:
         """That happens when a process died between recording the last offset and publishing, or when a
@@ -185,7 +193,7 @@ class UploadService:
         until it verified; `trailer_possible`: a chunked body may end with one unannounced; `ends_upload`:
         the client says this body is the last, so where it ends is the upload's length."""
         ids.check(upload_id)
-        lease = await self.rt.locker.acquire(upload_id, read=True, write=True)
+        lease = await self.rt.locker.acquire(upload_id, read=True, write=True, owner=owner)
         try:
             upload = self._visible(lease.upload, owner)
             upload, room = await self._check_append(upload, offset, new_length, body_length)
@@ -227,8 +235,8 @@ class UploadService:
 
     async def terminate(self, upload_id: str, owner: str) -> None:
         ids.check(upload_id)
-        async with self.rt.leased(upload_id):
-            await self._retire(await self.get(upload_id, owner), TERMINATED, ev.TERMINATED)
+        async with self.rt.leased(upload_id, read=True, owner=owner) as lease:
+            await self._retire(self._visible(lease.upload, owner), TERMINATED, ev.TERMINATED)
 
     async def _retire(self, upload: Upload, status: str, event: str) -> None:
         """Delete an upload's bytes and leave a tombstone; finals waiting for it as a partial end too."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -207,23 +207,54 @@ class RedisLocker:
             return False, None
         return True, parse(upload_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    async def acquire(self, upload_id: str, *, read: bool = False, write: bool = False) -> RedisLease:
+    async def acquire(self, upload_id: str, *, read: bool = False, write: bool = False,
+                      owner: str | None = None) -> RedisLease:
         """Take the lease, asking a current holder to let go; 423 if it is not free in time.
 
         `read`: also read the upload's record as the lease is taken, in the same round trip; `write`: and
-        become its writer if it has none (core.ports.Locker)."""
+        become its writer if it has none (core.ports.Locker). `owner`: the asker's; if the upload is not
+        theirs, a lease held by someone else is a 404 and nobody is asked."""
         await self._drop_orphan(upload_id)
         token = secrets.token_hex(16)
-        deadline = time.monotonic() + self.wait_seconds
-        next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
-        while True:
+        read_as_taken: list[Upload | None] = []
+
+        async def take() -> bool:
             taken, upload = await self._take(upload_id, token, read or write, write)
             if taken:
-                return self._hold(upload_id, token, upload)
+                read_as_taken.append(upload)
+            return taken
+
+        await self._until(upload_id, owner, take)
+        return self._hold(upload_id, token, read_as_taken[0])
+
+    async def wait_released(self, upload_id: str, owner: str) -> bool:
+        """If the upload is leased, ask the holder to let go and wait until it did, without taking the
+        lease (423 if not in time; 404 if the upload is not `owner`'s). True if there was a holder."""
+        await self._drop_orphan(upload_id)
+        key = keys.lock(upload_id)
+        if not await self.redis.exists(key):
+            return False
+
+        async def released() -> bool:
+            return not await self.redis.exists(key)
+
+        await self._until(upload_id, owner, released)
+        return True
+
+    async def _until(self, upload_id: str, owner: str | None, attempt: Callable[[], Awaitable[bool]]) -> None:
+        """Repeat `attempt` until it succeeds, asking the lease's holder to let go; 423 if not in time.
+
+        Only the upload's owner may ask (`owner` None: the server itself, e.g. the sweeper): anyone else
+        would cut a stranger's upload with a request that is answered 404 anyway."""
+        deadline = time.monotonic() + self.wait_seconds
+        next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
+        while not await attempt():
             if time.monotonic() >= next_ask:
                 if next_ask == 0.0:
+                    if owner is not None and await self.redis.hget(keys.upload(upload_id), "owner") != owner.encode():
+                        raise errors.NOT_FOUND()
                     self.waits += 1
-                await self.redis.publish(keys.release_channel(upload_id), token)
+                await self.redis.publish(keys.release_channel(upload_id), "")
                 next_ask = time.monotonic() + 1.0
             if time.monotonic() >= deadline:
                 raise errors.UPLOAD_LOCKED()
