@@ -1,7 +1,7 @@
 """How long `GET /uploads` takes for an owner with many uploads: the first page and a deep one.
 
 Prints figures, asserts nothing: `python3 scripts/bench_listing.py [--uploads 10000] [--rounds 200]`.
-A real `tuskit server --public-listing` runs on a redis-server of its own; the owner's uploads are written
+A real `tuskit server --list-without-tokens` runs on a redis-server of its own; the owner's uploads are written
 straight into that Redis through RedisStateStore (created, verified and processed, with filenames and
 relative paths), which is what 10,000 real uploads would leave there, in seconds instead of minutes.
 Each figure is the client's wall time of one keep-alive request, body parsed, over `--rounds` requests.
@@ -77,7 +77,7 @@ def main() -> None:
         began = time.perf_counter()
         positions = asyncio.run(populate(redis_server.url, args.uploads))
         print(f"{args.uploads} uploads written to Redis in {time.perf_counter() - began:.1f} s")
-        server = start_server(Path(tmp) / "data", "--redis-url", redis_server.url, "--public-listing",
+        server = start_server(Path(tmp) / "data", "--redis-url", redis_server.url, "--list-without-tokens",
                               "--log-level", "warning")
         try:
             listing = server.origin + "/uploads"

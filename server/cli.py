@@ -78,9 +78,10 @@ def _register_server(sub: Any) -> None:
                    help="file of 'TOKEN OWNER' lines; requests then need Authorization: Bearer TOKEN")
     p.add_argument("--signing-secret", default=env_default("signing-secret", None),
                    help="secret for signed download links (default: one created in the data dir)")
-    p.add_argument("--public-events", action="store_true", default=env_default("public-events", False, bool),
-                   help="without --tokens, serve GET /events to anyone (it names every upload, and an upload's "
-                        "ID is the key to it); off by default")
+    p.add_argument("--list-without-tokens", action="store_true",
+                   default=env_default("list-without-tokens", False, bool),
+                   help="without --tokens, let anyone list every upload (GET /uploads) and follow GET /events: "
+                        "both name every upload, and an upload's ID is the key to it; off by default")
     p.add_argument("--rate-limit", type=float, default=env_default("rate-limit", 0.0, float),
                    help="requests/s per client (owner, or IP without auth); 0 = off (default)")
     p.add_argument("--rate-burst", type=float, default=env_default("rate-burst", 0.0, float),
@@ -95,9 +96,6 @@ def _register_server(sub: Any) -> None:
                    help="retries of a failed hook delivery, with exponential backoff (default 3)")
     p.add_argument("--min-free-disk", type=parse_size, default=env_default("min-free-disk", 256 * 1024**2, parse_size),
                    help="/healthz reports unhealthy with less free space in the data dir (default 256MiB)")
-    p.add_argument("--public-listing", action="store_true", default=env_default("public-listing", False, bool),
-                   help="without --tokens, let anyone list every upload at /uploads (with tokens each caller "
-                        "lists its own)")
     p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
                    help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
                         "link when DIR is on the data dir's file system; never overwriting)")
@@ -160,13 +158,13 @@ def run_server(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
-            buffer_budget=args.buffer_budget, public_events=args.public_events,
+            buffer_budget=args.buffer_budget, list_without_tokens=args.list_without_tokens,
             sweep_interval=args.sweep_interval, accept=args.accept, thumbnail_sizes=args.thumbnail_sizes,
             max_image_pixels=args.max_image_pixels, tokens_file=args.tokens, signing_secret=args.signing_secret,
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
             min_free_disk=args.min_free_disk,
-            public_listing=args.public_listing, publish_dir=args.publish_dir, page=not args.no_page,
+            publish_dir=args.publish_dir, page=not args.no_page,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None

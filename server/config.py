@@ -36,7 +36,8 @@ class ServerConfig:
     max_image_pixels: int = 64_000_000  # larger images are recorded as invalid, never decoded
     # auth and signed links
     tokens_file: Path | None = None
-    public_events: bool = False  # without tokens, /events (every upload's ID) only if the operator says so
+    # without tokens, /uploads and /events (they name every upload, and an ID is its key) only if the operator says so
+    list_without_tokens: bool = False
     signing_secret: str | None = None  # None: a secret created in data_dir
     # rate limits (0: off)
     request_rate: float = 0.0  # requests/s per client
@@ -48,7 +49,6 @@ class ServerConfig:
     hook_retries: int = 3
     min_free_disk: int = 256 * 1024 * 1024  # /healthz turns unhealthy below this
     # front doors: what arrived and where it lands
-    public_listing: bool = False  # GET /uploads without --tokens (then it lists every upload to anyone)
     publish_dir: Path | None = None  # verified uploads also appear here as <owner>/<relativePath>
     page: bool = True  # the upload page at /
 

@@ -133,6 +133,13 @@ class BaseHandler(tornado.web.RequestHandler):
         await self.admit()
         self.refuse_body()
 
+    def require_listing_allowed(self) -> None:
+        """/uploads and /events name every upload a caller may see; without tokens that is every upload, and
+        an ID is the only key to an upload (GET, DELETE): so they are off unless the operator opts in."""
+        if self.ctx.tokens is None and not self.ctx.config.list_without_tokens:
+            raise errors.FORBIDDEN(f"{self.request.path} is off: without --tokens it would show anyone every "
+                                   "upload's ID; run the server with --tokens, or with --list-without-tokens")
+
     def refuse_body(self) -> None:
         """Answer a request that announces a body where none belongs (413) from its headers: the body is
         never read, and the connection closes after the answer."""

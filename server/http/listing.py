@@ -3,7 +3,7 @@
 An operators'-style route outside the tus endpoint, so it can never collide with an upload URL. Without
 `--tokens` every upload belongs to nobody in particular and an upload URL is the only secret that guards
 it (whoever holds it may download or delete it), so the listing, which hands out every URL, is off unless
-the operator opts in with `--public-listing`.
+the operator opts in with `--list-without-tokens`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ class ListingHandler(BaseHandler):
         self.set_status(204)
 
     async def get(self) -> None:
-        if self.ctx.tokens is None and not self.ctx.config.public_listing:
-            raise errors.FORBIDDEN("listing uploads needs --tokens (each caller sees its own), or "
-                                   "--public-listing to show every upload to anyone")
+        self.require_listing_allowed()
         try:
             limit = int(self.get_query_argument("limit", str(DEFAULT_LIMIT)))
         except ValueError:

@@ -64,7 +64,7 @@ class PageHandler(_PageHandler):
     async def get(self) -> None:
         config = self.ctx.config
         settings = {"endpoint": config.base_path, "tokens": self.ctx.tokens is not None,
-                    "listing": self.ctx.tokens is not None or config.public_listing, "chunkSize": CHUNK_SIZE}
+                    "listing": self.ctx.tokens is not None or config.list_without_tokens, "chunkSize": CHUNK_SIZE}
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("Cache-Control", "no-cache")

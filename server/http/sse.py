@@ -2,7 +2,7 @@
 `Last-Event-ID`, then live. With auth on, a caller sees only events of its own uploads.
 
 Without --tokens the stream would show anyone every upload's ID, and an ID is the only key to an upload:
-it is off then unless the operator opts in with --public-events.
+it is off then unless the operator opts in with --list-without-tokens.
 
 Whatever a caller does, its stream holds little: a replay goes a page at a time (a few pages are read and
 sent at once in this process, first come first served: ServerContext.replay_slots), a bounded depth per
@@ -20,8 +20,6 @@ import logging
 from typing import Any
 
 from tornado.iostream import StreamClosedError
-
-from tuskit import errors
 
 from ..core.ports import FEED_CLOSED, Entry
 from .auth import bearer_token
@@ -47,9 +45,7 @@ class EventsHandler(BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        if self.ctx.tokens is None and not self.ctx.config.public_events:
-            raise errors.NOT_FOUND("the event stream is off: without --tokens it would show anyone every upload's "
-                                   "ID; run the server with --tokens, or with --public-events to serve it to all")
+        self.require_listing_allowed()
 
     async def get(self) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")

@@ -94,9 +94,9 @@ def test_events_are_off_without_tokens_unless_the_operator_opts_in(
 ) -> None:
     closed = server_factory()
     refused = requests.get(closed.origin + "/events", timeout=10)
-    assert refused.status_code == 404
-    assert "--public-events" in refused.text and refused.text.count("\n") == 1
-    opened = server_factory("--public-events")
+    assert refused.status_code == 403
+    assert "--list-without-tokens" in refused.text and refused.text.count("\n") == 1
+    opened = server_factory("--list-without-tokens")
     with requests.get(opened.origin + "/events", stream=True, timeout=10) as stream:
         assert stream.status_code == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
@@ -170,7 +170,7 @@ def test_a_reader_that_stops_reading_is_dropped(
 
 def test_live_events_still_reach_a_public_stream(server_factory: Callable[..., ServerProcess]) -> None:
     """The opt-in keeps today's dashboards working: a replay from the start, then live events."""
-    server = server_factory("--public-events")
+    server = server_factory("--list-without-tokens")
     created = requests.post(server.url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"}, timeout=10)
     upload_id = created.headers["Location"].rsplit("/", 1)[1]
     with requests.get(server.origin + "/events", headers={"Last-Event-ID": "0-0"}, stream=True,

@@ -81,7 +81,7 @@ def test_the_documented_example_is_valid() -> None:
 
 def test_a_server_runs_from_its_file(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
-    config.write_text('base-path = "/up/"\nmax-size = "1MiB"\npublic-listing = true\n')
+    config.write_text('base-path = "/up/"\nmax-size = "1MiB"\nlist-without-tokens = true\n')
     server = server_factory("--config", str(config))
     assert server.url.endswith("/up/")
     assert requests.options(server.url, timeout=10).headers["Tus-Max-Size"] == str(1024**2)

@@ -1,6 +1,6 @@
 """Every state change of an upload reaches `GET /events` as a Server-Sent Event, from whichever process
 caused it; a client that reconnects with Last-Event-ID gets what it missed from the Redis stream.
-(Without --tokens the stream is served only with --public-events: tests/faults/test_hostile_events.py.)"""
+(Without --tokens the stream is served only with --list-without-tokens: tests/faults/test_hostile_events.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from support import TUS, ServerProcess, start_server
 @pytest.fixture(scope="module")
 def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server without tokens whose operator opted in to serving /events to everyone."""
-    server = start_server(tmp_path_factory.mktemp("events"), "--public-events")
+    server = start_server(tmp_path_factory.mktemp("events"), "--list-without-tokens")
     yield server
     server.stop()
 
@@ -87,8 +87,8 @@ class SseClient:
 def test_every_state_change_is_streamed_across_processes(
     server_factory: Callable[..., ServerProcess], redis_url: str
 ) -> None:
-    a = server_factory("--redis-url", redis_url, "--public-events")
-    b = server_factory("--redis-url", redis_url, "--public-events")
+    a = server_factory("--redis-url", redis_url, "--list-without-tokens")
+    b = server_factory("--redis-url", redis_url, "--list-without-tokens")
     live = SseClient(b.origin)  # watching B while everything happens on A
     try:
         buf = io.BytesIO()

@@ -1,5 +1,5 @@
 """`GET /uploads`: each owner's uploads, newest first, in pages that neither skip nor repeat; gone uploads
-drop out; without --tokens the listing is off unless the operator opts in with --public-listing."""
+drop out; without --tokens the listing is off unless the operator opts in with --list-without-tokens."""
 
 from __future__ import annotations
 
@@ -178,9 +178,9 @@ def test_without_tokens_the_listing_is_off_unless_public(server_factory: Callabl
     closed = server_factory()
     upload(closed.url, b"an id is a capability")
     refused = requests.get(closed.origin + "/uploads", timeout=10)
-    assert refused.status_code == 403 and "--public-listing" in refused.text
+    assert refused.status_code == 403 and "--list-without-tokens" in refused.text
 
-    public = server_factory("--public-listing")
+    public = server_factory("--list-without-tokens")
     url = upload(public.url, b"listed for anyone")
     assert [i["url"] for i in requests.get(public.origin + "/uploads", timeout=10).json()["uploads"]] == [url]
 
@@ -224,12 +224,12 @@ def test_uploads_created_at_the_same_instant_page_by_id(redis_url: str) -> None:
 
 
 def test_a_server_that_restarts_keeps_the_listing(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "data", "--public-listing")
+    srv = start_server(tmp_path / "data", "--list-without-tokens")
     try:
         url = upload(srv.url, b"still here after a restart")
     finally:
         srv.stop()
-    again = start_server(tmp_path / "data", "--public-listing")
+    again = start_server(tmp_path / "data", "--list-without-tokens")
     try:
         assert [i["url"].rsplit("/", 1)[1] for i in requests.get(again.origin + "/uploads", timeout=10)
                 .json()["uploads"]] == [url.rsplit("/", 1)[1]]
