@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,20 @@ def test_a_relative_data_dir_works(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert client.get("k") == b"v"
         client.close()
     assert (tmp_path / "rel" / "redis" / "redis.log").is_file()
+
+
+def test_its_files_are_private(tmp_path: Path) -> None:
+    """The AOF holds every upload's metadata and owner: readable by the server's user only, like the
+    uploads themselves (0640), whatever the umask, also for files an older version left readable."""
+    directory = tmp_path / "data" / "redis"
+    directory.mkdir(parents=True)
+    (directory / "appendonly.aof").touch(mode=0o644)
+    with EmbeddedRedis(tmp_path / "data") as server:
+        client = redis.Redis.from_url(server.url)
+        client.set("k", "v")
+        client.close()
+        assert stat.S_IMODE(directory.stat().st_mode) & 0o077 == 0
+        files = [p for p in directory.iterdir() if p.is_file()]
+        assert {p.name for p in files} >= {"appendonly.aof", "redis.log", "redis.pid"}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path.name
