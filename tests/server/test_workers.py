@@ -1,0 +1,184 @@
+"""`tuskit server --workers N`: one parent and N forked workers on one port and one Redis, behaving as one
+server: /metrics adds up every worker, a lease held on one worker is released for a request on another,
+a worker that dies is replaced, and SIGTERM drains all of them. Which worker holds a connection is read
+from the operating system (psutil), so the tests do not depend on how the kernel spreads connections."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import requests
+from tus_calls import create, metric, poll
+
+from tuskit.server import workers
+
+from support import TUS, ServerProcess, raw_connect, read_response, request_head
+
+CONNECTIONS = 24  # all on one of 2 workers: a chance of 2 in 2**24
+
+
+def worker_pids(server: ServerProcess) -> set[int]:
+    return {p.pid for p in psutil.Process(server.proc.pid).children() if p.name() != "redis-server"}
+
+
+def worker_of(server: ServerProcess, sock: socket.socket) -> int | None:
+    """The worker that accepted this client connection (None while none has)."""
+    port = sock.getsockname()[1]
+    for pid in worker_pids(server):
+        try:
+            if any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections(kind="tcp")):
+                return pid
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def get(sock: socket.socket, url: str) -> int:
+    """A keep-alive GET on an open connection: its status."""
+    sock.sendall(request_head("GET", url, {}))
+    return read_response(sock).status
+
+
+@pytest.fixture
+def two(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server_factory("--workers", "2", "--network-timeout", "300s")
+
+
+@pytest.fixture
+def connections(two: ServerProcess) -> Iterator[list[socket.socket]]:
+    """CONNECTIONS keep-alive connections, each with one request answered (so a worker has accepted it)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(raw_connect(two.url)) for _ in range(CONNECTIONS)]
+        for sock in socks:
+            assert get(sock, two.origin + "/healthz") == 200
+        yield socks
+
+
+def on_other_workers(server: ServerProcess, socks: list[socket.socket]) -> dict[int, socket.socket]:
+    """One connection per worker."""
+    found: dict[int, socket.socket] = {}
+    for sock in socks:
+        pid = poll(lambda s=sock: worker_of(server, s), what="the worker of a connection")
+        found.setdefault(pid, sock)
+    assert len(found) == 2, "every connection went to one worker"
+    return found
+
+
+def stalled_patch(sock: socket.socket, url: str, length: int, sent: bytes) -> None:
+    sock.sendall(request_head("PATCH", url, {**TUS, "Upload-Offset": "0", "Content-Length": str(length),
+                                             "Content-Type": "application/offset+octet-stream"}) + sent)
+
+
+def test_one_worker_is_one_process(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--workers", "1")
+    assert worker_pids(server) == set()
+    assert [p.name() for p in psutil.Process(server.proc.pid).children()] == ["redis-server"]
+    assert metric(server.origin, "tuskit_workers") == 1
+
+
+def test_workers_share_one_port_and_metrics_add_up(two: ServerProcess,
+                                                  connections: list[socket.socket]) -> None:
+    assert len(worker_pids(two)) == 2
+    assert sum("listening on" in line for line in two.output) == 1
+    assert metric(two.origin, "tuskit_workers") == 2
+    on_other_workers(two, connections)  # the load is spread
+
+    before = {name: metric(two.origin, name) for name in
+              ("tuskit_uploads_created_total", "tuskit_uploads_finished_total", "tuskit_bytes_received_total",
+               'tuskit_http_requests_total{code="201"}', 'tuskit_http_requests_total{code="204"}')}
+    path = urlsplit(two.url).path
+    for i, sock in enumerate(connections):
+        body = b"x" * (i + 1)
+        sock.sendall(request_head("POST", two.url, {**TUS, "Upload-Length": str(len(body))}))
+        created = read_response(sock, "POST")
+        assert created.status == 201
+        location = urlsplit(created.headers["Location"]).path
+        assert location.startswith(path)
+        sock.sendall(request_head("PATCH", two.origin + location, {
+            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(body))}) + body)
+        assert read_response(sock, "PATCH").status == 204
+    after = {name: metric(two.origin, name) for name in before}
+    n = len(connections)
+    assert after["tuskit_uploads_created_total"] - before["tuskit_uploads_created_total"] == n
+    assert after['tuskit_http_requests_total{code="201"}'] - before['tuskit_http_requests_total{code="201"}'] == n
+    assert after['tuskit_http_requests_total{code="204"}'] - before['tuskit_http_requests_total{code="204"}'] == n
+    assert after["tuskit_bytes_received_total"] - before["tuskit_bytes_received_total"] == n * (n + 1) // 2
+    finished = poll(lambda: (m := metric(two.origin, "tuskit_uploads_finished_total")) - before[
+        "tuskit_uploads_finished_total"] >= n and m)
+    assert finished - before["tuskit_uploads_finished_total"] == n
+    per_worker = [metric(two.origin, f'tuskit_worker_requests_total{{worker="{i}"}}') for i in (0, 1)]
+    assert all(count > 0 for count in per_worker)
+
+
+def test_a_stalled_patch_on_one_worker_is_released_by_a_head_on_another(
+    two: ServerProcess, connections: list[socket.socket]
+) -> None:
+    body = os.urandom(2 * 1024 * 1024)
+    url = create(two.url, len(body)).headers["Location"]
+    (writer_pid, writer), (_, asker) = on_other_workers(two, connections).items()
+    waits = metric(two.origin, "tuskit_lock_waits_total")
+    stalled_patch(writer, url, len(body), body[:300_000])
+    poll(lambda: metric(two.origin, "tuskit_active_patches") == 1, what="the PATCH streaming on its worker")
+
+    asker.sendall(request_head("HEAD", url, TUS))
+    head = read_response(asker, "HEAD")
+    assert head.status == 200 and 0 <= int(head.headers["Upload-Offset"]) <= 300_000
+    # the writer's worker saved what it had and closed the stale connection
+    assert writer.recv(65536) == b""
+    poll(lambda: metric(two.origin, "tuskit_lock_waits_total") == waits + 1, what="the wait, counted")
+    assert writer_pid in worker_pids(two)
+
+
+def test_a_killed_worker_is_replaced_and_counters_carry_on(two: ServerProcess) -> None:
+    requests_before = sum(metric(two.origin, f'tuskit_worker_requests_total{{worker="{i}"}}') for i in (0, 1))
+    old = worker_pids(two)
+    victim = min(old)
+    os.kill(victim, signal.SIGKILL)
+    new = poll(lambda: (pids := worker_pids(two)) - old and len(pids) == 2 and pids, what="a replacement")
+    assert victim not in new
+    poll(lambda: any(f"(pid {victim})" in line and "SIGKILL" in line for line in two.output), what="a log line")
+    for _ in range(CONNECTIONS):  # fresh connections land on both workers: all are answered
+        assert requests.get(two.origin + "/healthz", timeout=10).status_code == 200
+    assert metric(two.origin, "tuskit_worker_restarts_total") == 1
+    assert metric(two.origin, "tuskit_workers") == 2
+    requests_after = sum(metric(two.origin, f'tuskit_worker_requests_total{{worker="{i}"}}') for i in (0, 1))
+    assert requests_after >= requests_before + CONNECTIONS  # the dead worker's count was kept
+
+
+def test_sigterm_drains_every_worker(two: ServerProcess, connections: list[socket.socket]) -> None:
+    """Each worker's streaming PATCH saves its bytes and answers 503 with its offset; the parent exits 0."""
+    writers = on_other_workers(two, connections)
+    sent = {}
+    for i, sock in enumerate(writers.values()):
+        body = os.urandom(1024 * 1024)
+        sent[sock] = 100_000 * (i + 1)
+        stalled_patch(sock, create(two.url, len(body)).headers["Location"], len(body), body[:sent[sock]])
+    total = sum(sent.values())
+    poll(lambda: metric(two.origin, "tuskit_bytes_received_total") >= total, what="the bytes, received")
+    poll(lambda: metric(two.origin, "tuskit_active_patches") == len(writers), what="a PATCH on each worker")
+    pids = worker_pids(two)
+
+    two.proc.send_signal(signal.SIGTERM)
+    for sock, count in sent.items():
+        answer = read_response(sock, "PATCH")
+        assert answer.status == 503
+        assert answer.headers["Upload-Offset"] == str(count)
+    assert two.proc.wait(60) == 0
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in pids)
+
+
+def test_a_worker_that_keeps_dying_young_waits_longer_each_time() -> None:
+    pauses = [workers.pause_after(n) for n in range(12)]
+    assert pauses[0] == 0  # a worker that lived long is replaced at once
+    assert pauses[1] > 0 and all(a <= b for a, b in itertools.pairwise(pauses))
+    assert pauses[-1] == workers.MAX_PAUSE
