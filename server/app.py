@@ -143,12 +143,15 @@ def _listen(config: ServerConfig) -> list[list[socket.socket]]:
     PATCHes on 2 cores, the busier of 2 workers served 50-100% of the requests (mean 78%, 9 runs) instead
     of 50-75% (mean 60%), and 299-409 PATCHes/s instead of 371-494 (medians of 3 alternating cycles). The
     parent keeps every socket open: a connection for a dead worker's socket waits for its replacement."""
-    spread = config.workers > 1 and sys.platform == "linux"  # elsewhere SO_REUSEPORT does not balance
-    first = bind_sockets(config.port, config.host, reuse_port=spread)
-    if not spread:
+    first = bind_sockets(config.port, config.host)
+    if config.workers == 1 or sys.platform != "linux":  # elsewhere SO_REUSEPORT does not balance
         return [first]
+    # That plain bind was the check that the port is free: SO_REUSEPORT alone would let a second server
+    # with workers join a first one's port and take half its connections.
     port = first[0].getsockname()[1]
-    return [first, *(bind_sockets(port, config.host, reuse_port=True) for _ in range(config.workers - 1))]
+    for sock in first:
+        sock.close()
+    return [bind_sockets(port, config.host, reuse_port=True) for _ in range(config.workers)]
 
 
 async def _check_redis(url: str, clear_stale: bool) -> None:

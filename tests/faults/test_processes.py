@@ -142,6 +142,18 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert start_server(tmp_path / "data").stop() == 0
 
 
+def test_a_port_served_by_workers_is_in_use_for_another_server(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Workers listen with SO_REUSEPORT, which would let a second server with workers join their port and
+    take half of its connections: the second server must find the port in use."""
+    port = str(free_port())
+    first = server_factory("--port", port, "--workers", "2")
+    done = run_cli("--port", port, "--workers", "2", "--data-dir", str(tmp_path / "other"))
+    assert_one_line_failure(done, f"127.0.0.1:{port}", "in use")
+    assert healthy(first)
+
+
 def test_an_unreachable_redis_url_is_one_line(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     done = run_cli("--port", "0", "--data-dir", str(tmp_path / "data"), "--redis-url", url)
