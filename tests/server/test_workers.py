@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 
 import psutil
 import pytest
+import redis
 import requests
 from tus_calls import create, metric, poll
 
 from tuskit.server import workers
+from tuskit.server.redis import keys
 
 from support import TUS, ServerProcess, raw_connect, read_response, request_head
 
@@ -136,6 +138,57 @@ def test_a_stalled_patch_on_one_worker_is_released_by_a_head_on_another(
     assert writer.recv(65536) == b""
     poll(lambda: metric(two.origin, "tuskit_lock_waits_total") == waits + 1, what="the wait, counted")
     assert writer_pid in worker_pids(two)
+
+
+def test_a_replacement_worker_leaves_the_other_workers_leases_alone(
+    two: ServerProcess, connections: list[socket.socket]
+) -> None:
+    """Stale leases are cleared once, by the parent before any worker starts: a worker that starts later
+    must not take the lease from under a PATCH another worker is streaming."""
+    body = os.urandom(1024 * 1024)
+    url = create(two.url, len(body)).headers["Location"]
+    (_, writer), (other_pid, _) = on_other_workers(two, connections).items()
+    stalled_patch(writer, url, len(body), body[:1000])
+    lease = keys.lock(url.rsplit("/", 1)[1])
+    with redis.Redis(unix_socket_path=str(two.data_dir / "redis" / "redis.sock")) as client:
+        poll(lambda: client.exists(lease), what="the writer's lease")
+        os.kill(other_pid, signal.SIGKILL)
+        poll(lambda: len(worker_pids(two) - {other_pid}) == 2, what="a replacement")
+        poll(lambda: metric(two.origin, "tuskit_workers") == 2, what="the replacement, serving")
+        assert client.exists(lease)
+    writer.sendall(body[1000:])
+    assert read_response(writer, "PATCH").status == 204
+
+
+def test_events_of_one_worker_reach_a_stream_on_another(two: ServerProcess,
+                                                         connections: list[socket.socket]) -> None:
+    (_, listener), (_, creator) = on_other_workers(two, connections).items()
+    listener.sendall(request_head("GET", two.origin + "/events", {"Accept": "text/event-stream"}))
+    seen = listener.recv(65536)
+    assert seen.startswith(b"HTTP/1.1 200")
+    creator.sendall(request_head("POST", two.url, {**TUS, "Upload-Length": "5"}))
+    created = read_response(creator, "POST")
+    assert created.status == 201
+    upload_id = created.headers["Location"].rsplit("/", 1)[1].encode()
+    while upload_id not in seen:
+        chunk = listener.recv(65536)
+        assert chunk, "the event stream ended"
+        seen += chunk
+    assert b'"created"' in seen
+
+
+def test_a_rate_limit_holds_across_workers(server_factory: Callable[..., ServerProcess]) -> None:
+    """One budget per client in Redis, whichever worker answers: a burst of 4 admits 4 requests, not 4 per
+    worker (the rate refills one request per 100s, so no refill lands inside the test)."""
+    server = server_factory("--workers", "2", "--rate-limit", "0.01", "--rate-burst", "4")
+    with ExitStack() as stack:
+        socks = [stack.enter_context(raw_connect(server.url)) for _ in range(CONNECTIONS)]
+        on_other_workers(server, socks)  # accepted, before any request (a 429 may close its connection)
+        statuses = []
+        for sock in socks:
+            sock.sendall(request_head("HEAD", server.url + "f" * 32, TUS))
+            statuses.append(read_response(sock, "HEAD").status)
+    assert statuses.count(404) == 4 and statuses.count(429) == CONNECTIONS - 4, statuses
 
 
 def test_a_killed_worker_is_replaced_and_counters_carry_on(two: ServerProcess) -> None:
