@@ -173,7 +173,7 @@ class Supervisor:
                 deadline = float("inf")
             self._wait(TICK)
             for worker, status in self._reap():
-                if status != 0:
+                if status not in (0, -signal.SIGTERM):  # SIGTERM ends a worker that had nothing to drain yet
                     log.error("worker %d (pid %d) ended with %s", worker.slot, worker.pid, exit_status(status))
                     code = 1
             healthy = healthy and self.check()  # a redis that dies now comes back: workers save their offsets

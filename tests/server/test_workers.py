@@ -31,6 +31,15 @@ def worker_pids(server: ServerProcess) -> set[int]:
     return {p.pid for p in psutil.Process(server.proc.pid).children() if p.name() != "redis-server"}
 
 
+def all_gone(pids: set[int]) -> bool:
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+    return all(gone(pid) for pid in pids)
+
+
 def worker_of(server: ServerProcess, sock: socket.socket) -> int | None:
     """The worker that accepted this client connection (None while none has)."""
     port = sock.getsockname()[1]
@@ -226,8 +235,7 @@ def test_sigterm_drains_every_worker(two: ServerProcess, connections: list[socke
         assert answer.status == 503
         assert answer.headers["Upload-Offset"] == str(count)
     assert two.proc.wait(60) == 0
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in pids)
+    assert all_gone(pids)
 
 
 def test_a_worker_that_keeps_dying_young_waits_longer_each_time() -> None:
@@ -235,3 +243,10 @@ def test_a_worker_that_keeps_dying_young_waits_longer_each_time() -> None:
     assert pauses[0] == 0  # a worker that lived long is replaced at once
     assert pauses[1] > 0 and all(a <= b for a, b in itertools.pairwise(pauses))
     assert pauses[-1] == workers.MAX_PAUSE
+
+
+def test_sigterm_right_after_start_stops_every_worker_cleanly(two: ServerProcess) -> None:
+    pids = worker_pids(two)
+    two.proc.send_signal(signal.SIGTERM)
+    assert two.proc.wait(30) == 0
+    assert all_gone(pids)
