@@ -194,6 +194,8 @@ class Supervisor:
         try:
             self._become_worker()
             code = self.work(slot, ready)
+        except KeyboardInterrupt:  # a Ctrl-C before the worker took SIGINT over: nothing to drain yet
+            code = 0
         except BaseException:
             traceback.print_exc()
         finally:
