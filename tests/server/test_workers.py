@@ -28,7 +28,15 @@ CONNECTIONS = 24  # all on one of 2 workers: a chance of 2 in 2**24
 
 
 def worker_pids(server: ServerProcess) -> set[int]:
-    return {p.pid for p in psutil.Process(server.proc.pid).children() if p.name() != "redis-server"}
+    """The server's live worker processes (not its redis, not a dead worker its parent has yet to reap)."""
+    pids = set()
+    for child in psutil.Process(server.proc.pid).children():
+        try:
+            if child.name() != "redis-server" and child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
 
 
 def all_gone(pids: set[int]) -> bool:
