@@ -1,4 +1,4 @@
-"""`tuskit server`: flags (each also `TUSKIT_<FLAG>`), the embedded redis, and the run loop;
+"""`tuskit server`: flags (each also `TUSKIT_<FLAG>`), and a one-line error when it cannot start;
 `tuskit sign`: a download link that works without a token until it expires."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 
 def _register_server(sub: Any) -> None:
-    from .config import default_data_dir
+    from .config import default_data_dir, default_workers
 
     p = sub.add_parser("server", help="run the tus upload server",
                        description="Serve tus 1.0 uploads. Every flag can also be set as TUSKIT_<FLAG>.")
@@ -96,6 +96,9 @@ def _register_server(sub: Any) -> None:
                    help="retries of a failed hook delivery, with exponential backoff (default 3)")
     p.add_argument("--min-free-disk", type=parse_size, default=env_default("min-free-disk", 256 * 1024**2, parse_size),
                    help="/healthz reports unhealthy with less free space in the data dir (default 256MiB)")
+    p.add_argument("--workers", type=int, default=env_default("workers", default_workers(), int),
+                   help="processes serving requests on one port and one redis (default: the number of cores, "
+                        f"{default_workers()} here); a worker that dies is replaced")
     p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
                    help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
                         "link when DIR is on the data dir's file system; never overwriting)")
@@ -141,18 +144,17 @@ def run_sign(args: argparse.Namespace) -> int:
 
 
 def run_server(args: argparse.Namespace) -> int:
-    import uvloop
-
-    from .app import serve
+    from .app import StartupError, run
     from .config import ServerConfig
-    from .redis.embedded import EmbeddedRedis
 
     try:
         args = args.config_layer.resolve(args)
     except ConfigFileError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None
+    # with workers, each line says which process wrote it
+    process = " [%(process)d]" if args.workers > 1 else ""
     logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s")
     try:
         config = ServerConfig(
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
@@ -163,19 +165,12 @@ def run_server(args: argparse.Namespace) -> int:
             max_image_pixels=args.max_image_pixels, tokens_file=args.tokens, signing_secret=args.signing_secret,
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
-            min_free_disk=args.min_free_disk,
+            min_free_disk=args.min_free_disk, workers=args.workers,
             publish_dir=args.publish_dir, page=not args.no_page,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    embedded = None if config.redis_url else EmbeddedRedis(config.data_dir)
-    redis_url = config.redis_url or embedded.start()  # type: ignore[union-attr]
     try:
-        uvloop.run(serve(config, redis_url))  # libuv's loop: measured +12% 64 KiB PATCHes/s over asyncio's
-    except (ValueError, FileNotFoundError) as exc:  # a bad --tokens file, found while starting
+        return run(config)
+    except StartupError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    return 0

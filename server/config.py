@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,10 +10,16 @@ import platformdirs
 
 # routes of their own outside the tus endpoint; a base path equal to one of them would be shadowed
 OPS_PATHS = ("/healthz", "/metrics", "/events", "/uploads", "/page")
+MAX_WORKERS = 256
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tuskit")) / "server"
+
+
+def default_workers() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,13 @@ class ServerConfig:
     # front doors: what arrived and where it lands
     publish_dir: Path | None = None  # verified uploads also appear here as <owner>/<relativePath>
     page: bool = True  # the upload page at /
+    workers: int = field(default_factory=default_workers)  # processes serving requests (1: this one)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be between 0 and 65535, got {self.port}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
             raise ValueError(f"--base-path must start and end with '/', got {self.base_path!r}")
         if self.base_path.rstrip("/") in OPS_PATHS:

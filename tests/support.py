@@ -54,10 +54,14 @@ class ServerProcess:
 
 def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 30) -> ServerProcess:
-    """Start `python -m tuskit server --port 0` and wait for its "listening on URL" line."""
+    """Start `python -m tuskit server --port 0` and wait for its "listening on URL" line.
+
+    One worker unless `args` say otherwise (a later --workers wins): most tests are about one process
+    (a kill -9 of it cuts every connection; a gauge scraped right after a request is exact), and the tests
+    of what workers add start theirs with --workers N. The suite takes as long either way."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd: Sequence[str] = [sys.executable, "-m", "tuskit", "server", "--host", "127.0.0.1", "--port", "0",
-                          "--data-dir", str(data_dir), *args]
+                          "--data-dir", str(data_dir), "--workers", "1", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
     output: list[str] = []

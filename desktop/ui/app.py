@@ -89,7 +89,7 @@ class TuskitApp(App[int]):
         self._status = StatusBar(engine.config.server_url, id="status")
         self._table = FileTable(self.model, id="files")
         self._totals = TotalsBar(id="totals")
-        self._log = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
+        self._log_view = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
         self._binding_state: tuple[bool, str | None] = (False, None)
         self._commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-desk-commands")
 
@@ -97,7 +97,7 @@ class TuskitApp(App[int]):
         yield self._status
         yield self._table
         yield self._totals
-        yield self._log
+        yield self._log_view
         yield Footer()
 
     def on_mount(self) -> None:
@@ -204,7 +204,7 @@ class TuskitApp(App[int]):
             return
         stamp = time.strftime("%H:%M:%S ")
         lines = [Text.assemble((stamp, "dim"), (text, LOG_STYLES.get(level, ""))) for level, text in entries]
-        self._log.write(Text("\n").join(lines))
+        self._log_view.write(Text("\n").join(lines))
 
     # UI -> engine
 
@@ -285,7 +285,7 @@ class TuskitApp(App[int]):
         if screen.maximized is not None:
             screen.minimize()
         else:
-            screen.maximize(self._log, container=False)
+            screen.maximize(self._log_view, container=False)
 
     def action_details(self) -> None:
         path = self._selected()

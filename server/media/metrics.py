@@ -1,12 +1,18 @@
-"""Prometheus text exposition of this process's counters (`GET /metrics`).
+"""Prometheus text exposition of the server's counters (`GET /metrics`), summed over its worker processes.
 
-Each process counts what it served; Prometheus scrapes every process and sums, as it does for any
-horizontally scaled service. Upload counters follow the events this process emitted (one per change).
+Every worker counts in its own slot of one block of shared memory that the parent maps before it forks
+(`MetricsBlock`), and whichever worker answers a scrape adds up all the slots: the figures are exact and
+current, cost no Redis round trip per request, and a scrape sees the whole server, as one process did
+before there were workers. A replacement worker carries on in its predecessor's slot, so counters never go
+down when a worker dies. Each slot has one writer (its worker; the parent only after that worker is gone),
+and cells are aligned 64-bit words, which no reader sees half written.
+
+Servers on other hosts are separate targets: Prometheus scrapes each and sums, as for any scaled service.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import mmap
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +28,21 @@ _UPLOAD_COUNTERS = {
     ev.EXPIRED: ("tuskit_uploads_expired_total", "Unfinished uploads removed by the expiry sweeper."),
     ev.PROCESSED: ("tuskit_uploads_processed_total", "Uploads analysed after publishing (type, thumbnails)."),
 }
+# values a worker reads from its own objects (`Metrics.watch`) and copies into its slot now and then
+WATCHED = {
+    "tuskit_active_patches": "Request bodies streaming into uploads right now.",
+    "tuskit_lock_waits_total": "Lease acquisitions that found the upload locked.",
+    "tuskit_buffered_body_bytes": "Request body bytes held in memory (--buffer-budget).",
+    "tuskit_bodies_waiting_for_memory": "Request bodies not read on until the buffer budget has room.",
+}
+
+# one slot: a cell per HTTP status 100-599, then one per named value
+_FIRST_CODE, _CODES = 100, 500
+_NAMES = ("bytes_received", "rate_limited", "hook_failures", "up", "restarts", *_UPLOAD_COUNTERS, *WATCHED)
+_CELL = {name: _CODES + i for i, name in enumerate(_NAMES)}
+_SLOT_CELLS = _CODES + len(_NAMES)
+# what a dead worker's slot no longer has
+_GAUGES = ("up", "tuskit_active_patches", "tuskit_buffered_body_bytes", "tuskit_bodies_waiting_for_memory")
 
 
 def _number(value: float) -> str:
@@ -29,22 +50,92 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+class MetricsBlock:
+    """The counters of every worker of one server: a slot of 64-bit cells per worker, in memory that
+    `fork` shares (anonymous MAP_SHARED), so it must be made before the workers are forked."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._map = mmap.mmap(-1, slots * _SLOT_CELLS * 8)
+        self.cells = memoryview(self._map).cast("q")
+
+    def slot(self, index: int) -> memoryview:
+        return self.cells[index * _SLOT_CELLS:(index + 1) * _SLOT_CELLS]
+
+    def total(self, cell: int) -> int:
+        return sum(self.cells[cell::_SLOT_CELLS])
+
+    def retire(self, index: int) -> None:
+        """The worker of this slot is gone (called by the parent): its gauges go, its counters stay for the
+        replacement to continue, and the restart is counted."""
+        cells = self.slot(index)
+        for name in _GAUGES:
+            cells[_CELL[name]] = 0
+        cells[_CELL["restarts"]] += 1
+
+
+class _Codes:
+    """`metrics.requests[status] += 1` writes the slot's cell for that status (100-599; others are dropped)."""
+
+    def __init__(self, cells: memoryview) -> None:
+        self._cells = cells
+
+    def __getitem__(self, status: int) -> int:
+        return int(self._cells[status - _FIRST_CODE]) if _FIRST_CODE <= status < _FIRST_CODE + _CODES else 0
+
+    def __setitem__(self, status: int, value: int) -> None:
+        if _FIRST_CODE <= status < _FIRST_CODE + _CODES:
+            self._cells[status - _FIRST_CODE] = value
+
+
+def _cell_property(name: str) -> property:
+    index = _CELL[name]
+
+    def get(self: Metrics) -> int:
+        return int(self._cells[index])
+
+    def put(self: Metrics, value: int) -> None:
+        self._cells[index] = value
+
+    return property(get, put)
+
+
 class Metrics:
-    def __init__(self) -> None:
-        self.requests: Counter[int] = Counter()  # by status code
-        self.uploads: Counter[str] = Counter()  # by event kind
-        self.bytes_received = 0
-        self.rate_limited = 0
-        self.hook_failures = 0
-        # gauges read at scrape time, set up by the app: name -> (help, read)
-        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+    """This process's counters (its slot of `block`; a block of its own by default) and the scrape."""
+
+    bytes_received = _cell_property("bytes_received")
+    rate_limited = _cell_property("rate_limited")
+    hook_failures = _cell_property("hook_failures")
+
+    def __init__(self, block: MetricsBlock | None = None, slot: int = 0) -> None:
+        self.block = block or MetricsBlock(1)
+        self._cells = self.block.slot(slot)
+        self._cells[_CELL["up"]] = 1
+        self.requests = _Codes(self._cells)
+        self._watched: dict[str, Callable[[], int]] = {}
+        # a watched counter counts from zero in each process: a replacement adds to what its slot holds
+        self._base = {name: int(self._cells[_CELL[name]]) for name in WATCHED if name.endswith("_total")}
 
     def on_event(self, event: dict[str, Any]) -> None:
         """EventBus listener."""
         if event["type"] in _UPLOAD_COUNTERS:
-            self.uploads[event["type"]] += 1
+            self._cells[_CELL[event["type"]]] += 1
+
+    def watch(self, name: str, read: Callable[[], int]) -> None:
+        """Publish `read()` as the WATCHED value `name` (copied into the slot by `publish`)."""
+        if name not in WATCHED:
+            raise KeyError(f"{name} is not one of {', '.join(WATCHED)}")
+        self._watched[name] = read
+
+    def publish(self) -> None:
+        """Copy the watched values into this worker's slot, where the other workers' scrapes read them: the
+        app calls it a few times a second, and every scrape calls it, so its own values are current."""
+        for name, read in self._watched.items():
+            self._cells[_CELL[name]] = self._base.get(name, 0) + read()
 
     def render(self) -> str:
+        self.publish()
+        block = self.block
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -52,14 +143,24 @@ class Metrics:
             lines.append(f"# TYPE {name} {kind}")
             lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
 
+        codes = [(code, block.total(code - _FIRST_CODE)) for code in range(_FIRST_CODE, _FIRST_CODE + _CODES)]
         metric("tuskit_http_requests_total", "counter", "HTTP requests answered, by status code.",
-               [(f'{{code="{code}"}}', n) for code, n in sorted(self.requests.items())])
-        metric("tuskit_bytes_received_total", "counter", "Upload body bytes received.", [("", self.bytes_received)])
+               [(f'{{code="{code}"}}', n) for code, n in codes if n])
+        metric("tuskit_bytes_received_total", "counter", "Upload body bytes received.",
+               [("", block.total(_CELL["bytes_received"]))])
         for kind, (name, help_text) in _UPLOAD_COUNTERS.items():
-            metric(name, "counter", help_text, [("", self.uploads[kind])])
-        metric("tuskit_rate_limited_total", "counter", "Requests refused with 429.", [("", self.rate_limited)])
+            metric(name, "counter", help_text, [("", block.total(_CELL[kind]))])
+        metric("tuskit_rate_limited_total", "counter", "Requests refused with 429.",
+               [("", block.total(_CELL["rate_limited"]))])
         metric("tuskit_hook_failures_total", "counter", "Webhook deliveries given up after all retries.",
-               [("", self.hook_failures)])
-        for name, (help_text, read) in self.gauges.items():
-            metric(name, "counter" if name.endswith("_total") else "gauge", help_text, [("", read())])
+               [("", block.total(_CELL["hook_failures"]))])
+        for name, help_text in WATCHED.items():
+            metric(name, "counter" if name.endswith("_total") else "gauge", help_text,
+                   [("", block.total(_CELL[name]))])
+        metric("tuskit_workers", "gauge", "Worker processes serving requests (--workers).",
+               [("", block.total(_CELL["up"]))])
+        metric("tuskit_worker_restarts_total", "counter", "Workers that died and were replaced.",
+               [("", block.total(_CELL["restarts"]))])
+        metric("tuskit_worker_requests_total", "counter", "HTTP requests answered, by worker (how the load spreads).",
+               [(f'{{worker="{i}"}}', sum(block.slot(i)[:_CODES])) for i in range(block.slots)])
         return "\n".join(lines) + "\n"

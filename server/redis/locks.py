@@ -177,11 +177,13 @@ class RedisLocker:
         while True:
             try:
                 async for message in pubsub.listen():
-                    channel = message["channel"].decode()
-                    lease = self._held.get(channel[len(keys.RELEASE_CHANNEL_PREFIX):])
+                    upload_id = message["channel"].decode()[len(keys.RELEASE_CHANNEL_PREFIX):]
+                    lease = self._held.get(upload_id)
                     if lease is not None:
                         log.info("upload %s requested by another request; its writer lets go", lease.upload_id)
                         lease._ask_to_stop()
+                    elif upload_id in self._orphans:  # the asker may be another process: it cannot wait for
+                        await self._drop(upload_id, self._orphans.pop(upload_id), clean=False)  # next acquire
             except aioredis.RedisError as exc:
                 log.warning("lock release listener lost redis (%s); reconnecting", exc)
                 await asyncio.sleep(1)
