@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import sys
 from collections.abc import Sequence
+
+import tuskit
 
 # module path -> the subcommands it registers (imported only when that subcommand runs)
 _COMMANDS: dict[str, str] = {
@@ -24,6 +27,8 @@ _COMMANDS: dict[str, str] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; with `only`, import just the module that owns that subcommand."""
     parser = argparse.ArgumentParser(prog="tuskit", description="Resumable uploads over tus 1.0")
+    parser.add_argument("--version", action="version",
+                        version=f"tuskit {tuskit.__version__} (tus 1.0.0, Python {platform.python_version()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = {_COMMANDS[only]} if only in _COMMANDS else dict.fromkeys(_COMMANDS.values())

@@ -55,6 +55,12 @@ def test_help_documents_every_option(command: str) -> None:
     assert "desktop.toml" in out and "TUSKIT_" in out and "symbolic links" in out
 
 
+def test_version_is_printed_without_a_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "tuskit", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"tuskit \d+\.\d+\.\d+\S* \(tus 1\.0\.0, Python 3\.\d+\.\d+\)\n", result.stdout)
+
+
 def test_once_uploads_what_is_there_and_exits_zero(tmp_path: Path, tus_server: ServerProcess) -> None:
     root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta" * 1000, "c.part": b"partial"})
     result = _sync(tmp_path, str(root), "--server", tus_server.url, "--once", "--quiet", "0.2")
