@@ -74,6 +74,8 @@ def register(sub: Any) -> None:
     sync.add_argument("--once", action="store_true",
                       help="upload what is there now, then exit; the exit status is 1 if any file failed "
                            "(every start of `tuskit sync` also retries files that failed before)")
+    sync.add_argument("-v", "--verbose", action="store_true",
+                      help="also list every file left out (hidden, temporary, --ignore, symbolic links) and why")
     sync.set_defaults(run=run_sync)
     desk = sub.add_parser("desk", help="upload every file that lands in folders, with a terminal dashboard",
                           description="Watch folders and upload every new or changed file to a tus server, "
@@ -110,10 +112,17 @@ def run_sync(args: argparse.Namespace) -> int:
     from .engine.runlock import JournalBusy
     from .engine.states import DONE, FAILED
     from .progress_log import ProgressLog
+    from .ui.formatting import human_bytes
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    engine = Engine(_config_from_args(args, watch=not args.once))
-    engine.subscribe(ProgressLog(sys.stdout))
+    config = _config_from_args(args, watch=not args.once)
+    engine = Engine(config)
+    progress = ProgressLog(sys.stdout, verbose=args.verbose)
+    engine.subscribe(progress)
+    folders = ", ".join(str(root) for root in config.roots)
+    print(f"tuskit sync: uploading {'what is in' if args.once else 'every file that lands in'} {folders} "
+          f"to {config.server_url}{'' if args.once else ' (Ctrl-C stops; unfinished uploads resume next time)'}",
+          flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -130,8 +139,21 @@ def run_sync(args: argparse.Namespace) -> int:
             stop.wait()
     finally:
         engine.stop()
-    failed = [s for s in engine.snapshot() if s.state == FAILED]
-    print(f"summary: {sum(s.state == DONE for s in engine.snapshot())} done, {len(failed)} failed", flush=True)
+    rows = engine.snapshot()
+    failed = [s for s in rows if s.state == FAILED]
+    unfinished = [s for s in rows if s.state not in (DONE, FAILED)]
+    counts = [f"{sum(s.state == DONE for s in rows)} done", f"{len(failed)} failed"]
+    if unfinished:
+        counts.append(f"{len(unfinished)} unfinished")
+    if progress.skipped:
+        counts.append(f"{progress.skipped} skipped{'' if args.verbose else ' (-v lists them)'}")
+    print(f"summary: {', '.join(counts)}", flush=True)
+    for row in unfinished:  # interrupted: say which uploads the next run resumes, and from where
+        if row.url:
+            print(f"unfinished {row.path}: {human_bytes(row.sent)} of {human_bytes(row.size)} on the server; "
+                  "the next run resumes it", flush=True)
+    if waiting := sum(not row.url for row in unfinished):
+        print(f"unfinished: {waiting} file(s) not started yet; the next run uploads them", flush=True)
     return 1 if (args.once and (failed or stop.is_set())) else 0
 
 

@@ -33,6 +33,7 @@ from .errors import (
     GONE,
     NETWORK,
     RATE_LIMITED,
+    REFUSED,
     RETRYABLE,
     UNREACHABLE,
     Cancelled,
@@ -67,10 +68,17 @@ class UploadHooks(Protocol):
         """The server acknowledged everything up to `offset`; may raise FileChanged."""
 
 
+def _first_line(resp: requests.Response) -> str:
+    """The server's one-line reason; an HTML error page says nothing a reason phrase does not."""
+    if resp.headers.get("Content-Type", "").startswith("text/html"):
+        return resp.reason or ""
+    text = (resp.text or "").strip().splitlines()
+    return text[0][:200] if text else resp.reason or ""
+
+
 def classify(resp: requests.Response, action: str) -> UploadError:
     """A non-success answer as an UploadError carrying the server's one-line reason."""
-    text = (resp.text or "").strip().splitlines()
-    reason = f"{action}: {resp.status_code} {text[0][:200] if text else resp.reason}"
+    reason = f"{action}: {resp.status_code} {_first_line(resp)}"
     status = resp.status_code
     if status in (429, 503):
         return UploadError(RATE_LIMITED, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
@@ -81,6 +89,22 @@ def classify(resp: requests.Response, action: str) -> UploadError:
     if status in (408, 409, 423) or status >= 500:
         return UploadError(RETRYABLE, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
     return UploadError(FATAL, reason, status)
+
+
+def classify_creation(resp: requests.Response, endpoint: str) -> UploadError:
+    """A creation that did not give us an upload. Some answers mean the endpoint will refuse every file: no
+    such path (404), no POST there (405, 501), no token it knows (401), or something that is not a tus
+    server at all (no `Tus-Resumable` in a 404/405/501 or a 2xx without `Location`); trying again, or
+    with the next file, would only repeat it. Everything else is judged like any other answer."""
+    status = resp.status_code
+    tus = "Tus-Resumable" in resp.headers
+    if not tus and (status in (404, 405, 501) or status < 300):
+        return UploadError(REFUSED, f"not a tus server at {endpoint} ({status} {resp.reason})", status)
+    if status in (401, 404, 405, 501):
+        return UploadError(REFUSED, f"create: {status} {_first_line(resp)}", status)
+    if status < 300:
+        return UploadError(RETRYABLE, f"create: {status} without Location/Upload-Offset", status)
+    return classify(resp, "create")
 
 
 class TusSession:
@@ -185,8 +209,7 @@ class _TusFile(Uploader):
         resp = self._tus.request("POST", self.client.url, "create", headers=self.get_url_creation_headers())
         location = resp.headers.get("Location")
         if resp.status_code != 201 or not location:
-            raise classify(resp, "create") if resp.status_code >= 300 else UploadError(
-                RETRYABLE, f"create: {resp.status_code} without a Location header", resp.status_code)
+            raise classify_creation(resp, self.client.url)
         return requests.compat.urljoin(self.client.url, location)
 
     def create_with_upload(self) -> tuple[str, int]:
@@ -196,8 +219,7 @@ class _TusFile(Uploader):
         resp = self._tus.request("POST", self.client.url, "create", headers=headers, data=body)
         location, offset = resp.headers.get("Location"), resp.headers.get("Upload-Offset", "0")
         if resp.status_code != 201 or not location or not offset.isdigit():
-            raise classify(resp, "create") if resp.status_code >= 300 else UploadError(
-                RETRYABLE, f"create: {resp.status_code} without Location/Upload-Offset", resp.status_code)
+            raise classify_creation(resp, self.client.url)
         return requests.compat.urljoin(self.client.url, location), int(offset)
 
     def get_offset(self) -> int:

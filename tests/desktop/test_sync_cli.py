@@ -13,6 +13,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -78,17 +81,87 @@ def test_once_exits_non_zero_when_a_file_fails(tmp_path: Path, server_factory) -
     root = _folder(tmp_path, {"small.txt": b"ok", "big.bin": b"x" * 5000})
     result = _sync(tmp_path, str(root), "--server", server.url, "--once", "--quiet", "0.2")
     assert result.returncode == 1
-    assert re.search(r"failed \S+big\.bin: create: 413 .*giving up", result.stdout), result.stdout
+    assert re.search(r"failed \S+big\.bin: create: 413 .*giving up after 1 attempt", result.stdout), result.stdout
     assert "summary: 1 done, 1 failed" in result.stdout
 
 
-def test_once_gives_up_on_an_unreachable_server(tmp_path: Path) -> None:
-    root = _folder(tmp_path, {"a.txt": b"alpha"})
-    result = _sync(tmp_path, str(root), "--server", "http://127.0.0.1:9/files/", "--once", "--max-attempts", "2")
+def test_once_gives_up_soon_on_a_server_it_never_reached(tmp_path: Path) -> None:
+    # it took 221 s to fail 3 files (ten connection attempts each): now one short grace for the whole run,
+    # counted tries, and every file fails with the reason (the timeout below is the bound it must keep)
+    root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
+    result = _sync(tmp_path, str(root), "--server", "http://127.0.0.1:9/files/", "--once", timeout=60)
     assert result.returncode == 1
-    giving_up = r"failed \S+a\.txt: \w+: cannot connect: Connection refused \(attempt 2, giving up\)"
-    assert re.search(giving_up, result.stdout), result.stdout
-    assert "server offline" in result.stdout
+    unreachable = r"server unreachable at http://127\.0\.0\.1:9/files/ \(\w+: cannot connect: Connection refused; "
+    for name in ("a.txt", "b.txt", "c.txt"):
+        given_up = rf"failed \S+{name}: {unreachable}\d+ tries in \d+ s\) \(giving up (untried|after 1 attempt)\)"
+        assert re.search(given_up, result.stdout), result.stdout
+    tries = [int(n) for n in re.findall(r"server unreachable: .* \(try (\d+), ", result.stdout)]
+    assert tries[:2] == [1, 2] and "next try in" in result.stdout and "attempt 0" not in result.stdout
+    assert "summary: 0 done, 3 failed" in result.stdout
+
+
+@contextmanager
+def _not_tus(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real web server that is not a tus server (Python's file server: POST is 501 with an HTML page)."""
+    posts: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            posts.append(self.path)
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/files/", posts
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_once_against_something_that_is_not_a_tus_server_fails_at_once_and_says_so(tmp_path: Path) -> None:
+    root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
+    with _not_tus(tmp_path) as (url, posts):
+        result = _sync(tmp_path, str(root), "--server", url, "--once", "--workers", "1", timeout=60)
+        assert result.returncode == 1
+        assert f"not a tus server at {url} (501 Unsupported method ('POST'))" in result.stdout, result.stdout
+        assert "DOCTYPE" not in result.stdout and "summary: 0 done, 3 failed" in result.stdout
+        assert len(posts) == 1  # permanent: neither retried nor tried again with the next file
+
+
+def test_once_against_a_wrong_path_of_a_tus_server_is_not_retried(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta"})
+    wrong = tus_server.origin + "/nothing/"
+    result = _sync(tmp_path, str(root), "--server", wrong, "--once", "--workers", "1", timeout=60)
+    assert result.returncode == 1
+    assert re.search(r"failed \S+\.txt: create: 404 no such path '/nothing/' \(giving up after 1 attempt\)",
+                     result.stdout), result.stdout
+    assert "summary: 0 done, 2 failed" in result.stdout
+    posts = [line for line in tus_server.output if " POST /nothing/" in line]
+    assert len(posts) == 1, posts
+
+
+def test_skipped_files_are_counted_and_listed_with_verbose(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _folder(tmp_path, {"keep.txt": b"keep", "movie.mkv.part": b"partial", ".env": b"SECRET=1"})
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    os.symlink(root / "keep.txt", root / "link.txt")
+    quiet = _sync(tmp_path, str(root), "--server", tus_server.url, "--once", "--journal", str(tmp_path / "1.db"))
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert quiet.stdout.startswith(f"tuskit sync: uploading what is in {root} to {tus_server.url}\n")
+    assert "summary: 1 done, 0 failed, 4 skipped (-v lists them)" in quiet.stdout
+    assert "skipped /" not in quiet.stdout
+    loud = _sync(tmp_path, str(root), "--server", tus_server.url, "--once", "-v", "--journal", str(tmp_path / "2.db"))
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    skipped = dict(re.findall(r"skipped (\S+): (.+)", loud.stdout))
+    assert skipped == {str(root / ".git"): "hidden (--include-hidden uploads it)",  # a folder once, not its files
+                       str(root / ".env"): "hidden (--include-hidden uploads it)",
+                       str(root / "movie.mkv.part"): "temporary file (*.part)",
+                       str(root / "link.txt"): "symbolic link (never followed)"}
+    assert "summary: 1 done, 0 failed, 4 skipped\n" in loud.stdout
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path: Path, tus_server: ServerProcess) -> None:
@@ -174,6 +247,29 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
     assert f"sha256={digest.hexdigest()}" in second.stdout
     assert counting_proxy.body_bytes < 1.2 * size
     assert hashlib.sha256(requests.get(url, timeout=60).content).hexdigest() == digest.hexdigest()
+
+
+def test_watching_says_so_and_ctrl_c_names_the_unfinished_upload(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = _folder(tmp_path, {"big.bin": os.urandom(8 * MiB)})
+    journal = tmp_path / "j.db"
+    proc = subprocess.Popen([sys.executable, "-m", "tuskit", "sync", str(root), "--server", tus_server.url,
+                             "--journal", str(journal), "--bwlimit", "1MiB", "--chunk-size", "256KiB",
+                             "--max-chunk-size", "256KiB"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
+    try:
+        out = _Reader(proc)
+        poll(lambda: f"watching {root}" in out.text(), what="the watching line")
+        assert out.text().startswith(f"tuskit sync: uploading every file that lands in {root} to {tus_server.url}")
+        poll(lambda: _journal_offset(journal) >= MiB, what="confirmed bytes")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    summary = re.search(r"unfinished (\S+): ([\d.]+) MiB of 8\.0 MiB on the server; the next run resumes it",
+                        out.text())
+    assert summary, out.text()
+    assert summary.group(1) == str(root / "big.bin") and 1 <= float(summary.group(2)) < 8
+    assert "summary: 0 done, 0 failed, 1 unfinished" in out.text()
 
 
 def _can_limit_inotify() -> bool:
