@@ -37,7 +37,7 @@ from .widgets.file_table import WIDE_FROM, FileTable
 from .widgets.status_bar import StatusBar
 from .widgets.totals_bar import TotalsBar
 
-LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
+LOG_STYLES = {"detail": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 LOG_LINES = 2000
 
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import random
+import re
 import socket
 import threading
 import time
@@ -207,9 +208,14 @@ def test_an_unreachable_server_shows_offline(tmp_path: Path) -> None:
     async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
         await pilot.pause()
         (root / "waiting.txt").write_text("for the server\n")
-        await until(pilot, lambda: any("Server offline" in t for t in toasts(app)), "an offline toast")
-        assert "● offline" in str(app.query_one(StatusBar).render())
-        assert cell(app, root / "waiting.txt", "state") in ("queued", "backing-off")
+        await until(pilot, lambda: any("Server unreachable" in t for t in toasts(app)), "an unreachable toast")
+        await until(pilot, lambda: app.model.offline_tries >= 2, "a second try")
+        assert re.search(r"● offline \(try \d+, next in \d+s\)", str(app.query_one(StatusBar).render()))
+        log = "\n".join(line.text for line in app.query_one(RichLog).lines)
+        assert re.search(r"server unreachable \(try 2, next try in \d+s\): \w+: cannot connect", log), log
+        assert "attempt 0" not in log and "asked" not in log
+        assert not any("asked us to wait" in t for t in toasts(app))  # down is not rate-limited
+        assert cell(app, root / "waiting.txt", "state") == "queued"
 
     drive(cfg, scenario)
 
