@@ -21,6 +21,8 @@ _COMMANDS: dict[str, str] = {
     "sign": "tuskit.server.cli",
     "sync": "tuskit.desktop.cli",
     "desk": "tuskit.desktop.cli",
+    "upload": "tuskit.desktop.cli",
+    "ls": "tuskit.desktop.cli",
 }
 
 

@@ -16,17 +16,16 @@ and offset bookkeeping. Around its caveats:
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 import requests
-import urllib3
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
+from .answers import could_not_connect, describe, reason_of
 from .errors import (
     CHECKSUM,
     FATAL,
@@ -68,17 +67,9 @@ class UploadHooks(Protocol):
         """The server acknowledged everything up to `offset`; may raise FileChanged."""
 
 
-def _first_line(resp: requests.Response) -> str:
-    """The server's one-line reason; an HTML error page says nothing a reason phrase does not."""
-    if resp.headers.get("Content-Type", "").startswith("text/html"):
-        return resp.reason or ""
-    text = (resp.text or "").strip().splitlines()
-    return text[0][:200] if text else resp.reason or ""
-
-
 def classify(resp: requests.Response, action: str) -> UploadError:
     """A non-success answer as an UploadError carrying the server's one-line reason."""
-    reason = f"{action}: {resp.status_code} {_first_line(resp)}"
+    reason = f"{action}: {resp.status_code} {reason_of(resp)}"
     status = resp.status_code
     if status in (429, 503):
         return UploadError(RATE_LIMITED, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
@@ -101,7 +92,7 @@ def classify_creation(resp: requests.Response, endpoint: str) -> UploadError:
     if not tus and (status in (404, 405, 501) or status < 300):
         return UploadError(REFUSED, f"not a tus server at {endpoint} ({status} {resp.reason})", status)
     if status in (401, 404, 405, 501):
-        return UploadError(REFUSED, f"create: {status} {_first_line(resp)}", status)
+        return UploadError(REFUSED, f"create: {status} {reason_of(resp)}", status)
     if status < 300:
         return UploadError(RETRYABLE, f"create: {status} without Location/Upload-Offset", status)
     return classify(resp, "create")
@@ -134,31 +125,12 @@ class TusSession:
         try:
             return self.http.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            if _could_not_connect(exc):
-                raise UploadError(UNREACHABLE, f"{action}: cannot connect: {_describe(exc)}") from exc
-            raise UploadError(NETWORK, f"{action}: {_describe(exc)}") from exc
+            if could_not_connect(exc):
+                raise UploadError(UNREACHABLE, f"{action}: cannot connect: {describe(exc)}") from exc
+            raise UploadError(NETWORK, f"{action}: {describe(exc)}") from exc
 
     def close(self) -> None:
         self.http.close()
-
-
-def _could_not_connect(exc: requests.RequestException) -> bool:
-    """Refused, unroutable, unresolvable or timed out while connecting: nothing was sent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(
-        getattr(cause, "reason", None), urllib3.exceptions.NewConnectionError)
-
-
-def _describe(exc: requests.RequestException) -> str:
-    """The OS's words for it ("Connection refused") rather than urllib3's nested retry story."""
-    text = str(exc)
-    if m := re.search(r"\[Errno -?\d+\] ([^\"')]+)", text):
-        return m.group(1).strip()
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    return f"{type(exc).__name__}: {text[:200]}"
 
 
 class _ChunkBody:

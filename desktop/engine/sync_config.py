@@ -7,6 +7,7 @@ flags) builds one, and tests and benchmarks build one directly.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,14 @@ def default_journal_path(name: str = "journal") -> Path:
     `tuskit upload` keeps its own (`upload.sqlite3`): a `tuskit sync` left running holds the sync journal's
     run lock, and a one-off upload must not have to wait for it."""
     return Path(platformdirs.user_state_dir("tuskit")) / f"{name}.sqlite3"
+
+
+def root_of(path: str, roots: Iterable[Path]) -> Path | None:
+    """The first root that holds `path` (a root that is a file holds itself), or None."""
+    for root in roots:
+        if path == str(root) or path.startswith(str(root) + os.sep):
+            return root
+    return None
 
 
 def relative_path(path: Path, root: Path) -> str:
@@ -52,11 +61,7 @@ class SyncConfig:
     watch: bool = True  # False (`sync --once`): scan the roots once, no watchers or periodic rescans
 
     def root_of(self, path: str) -> Path | None:
-        """The root that holds `path` (a root that is a file holds itself), or None."""
-        for root in self.roots:
-            if path == str(root) or path.startswith(str(root) + os.sep):
-                return root
-        return None
+        return root_of(path, self.roots)
 
     def __post_init__(self) -> None:
         self.roots = [Path(r).expanduser().resolve() for r in self.roots]

@@ -26,7 +26,7 @@ from ..engine.events import (
     Started,
 )
 from ..engine.states import ACTIVE, BACKING_OFF, DONE, FAILED, PAUSED, QUEUED, UPLOADING, FileStatus
-from ..engine.sync_config import relative_path
+from ..engine.sync_config import relative_path, root_of
 from .formatting import human_duration
 
 PAUSABLE = frozenset(ACTIVE)
@@ -174,7 +174,7 @@ class DashboardModel:
         """The path below the watched root that holds it (folders matter when names repeat); with several
         roots, led by the root's name (or as many of its last folders as tell the roots apart)."""
         target = Path(path)
-        root = next((r for r in self.roots if target.is_relative_to(r)), None)
+        root = root_of(path, self.roots)
         if root is None:
             return target.name
         name = relative_path(target, root)
@@ -187,7 +187,7 @@ class DashboardModel:
         for status in statuses:
             row = self._row(status.path, status.size)
             row.sent, row.state, row.error = status.sent, status.state, status.error
-            row.url, row.attempts, row.progress_at = status.url, status.attempts, now
+            row.url, row.attempts, row.progress_at, row.sha256 = status.url, status.attempts, now, status.sha256
             self._changes.rows.add(status.path)
 
     def apply(self, event: object, now: float) -> None:
