@@ -506,17 +506,17 @@ class Engine:
                 self._offline_since = self._offline_since or time.monotonic()
             tries, since = self._offline_tries, self._offline_since
             mode, cap = self._unreachable_mode()
-        decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
-                          unreachable=mode, unreachable_cap=cap)
+            decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
+                              unreachable=mode, unreachable_cap=cap)
+            if offline:  # announced under the lock, so tries are told in the order they were counted
+                if decision.server_wait:
+                    self._gate.close_for(decision.server_wait)
+                self._connection("offline", err.reason, tries, None if decision.final else decision.delay)
         attempts = row.attempts if decision.counts else row.attempts - 1
         if err.status is not None and err.kind != RATE_LIMITED:
             self._gate.succeeded()  # the server answered, and not with "wait": the probe is over
         held = offline and decision.server_wait > 0  # waiting for the server, not a failure of this file
-        if offline:
-            if decision.server_wait:
-                self._gate.close_for(decision.server_wait)
-            self._connection("offline", err.reason, tries, None if decision.final else decision.delay)
-        elif decision.server_wait and self._gate.close_for(decision.server_wait):
+        if not offline and decision.server_wait and self._gate.close_for(decision.server_wait):
             self._connection("rate-limited", err.reason)
             self._emit(ev.BackingOff(None, decision.server_wait, err.reason))
         reason = err.reason
