@@ -154,9 +154,9 @@ def _config(args: argparse.Namespace, flags: dict[str, Any], not_from_file: tupl
         raise SystemExit(f"tuskit {args.command}: {exc}") from None
 
 
-def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
+def _config_from_args(args: argparse.Namespace, watch: bool = True, remember_roots: bool = False) -> Any:
     config = _config(args, {"roots": args.dirs, "workers": args.workers, "poll": args.poll,
-                            "quiet_seconds": args.quiet, "watch": watch})
+                            "quiet_seconds": args.quiet, "watch": watch, "remember_roots": remember_roots})
     missing = [str(r) for r in config.roots if not r.is_dir()]
     if missing:
         raise SystemExit(f"tuskit {args.command}: not a folder: {', '.join(missing)}")
@@ -225,7 +225,7 @@ def run_desk(args: argparse.Namespace) -> int:
 
     # the dashboard owns the terminal: engine problems reach it as Notice events, not stderr lines
     logging.getLogger().addHandler(logging.NullHandler())
-    return run_app(Engine(_config_from_args(args)))
+    return run_app(Engine(_config_from_args(args, remember_roots=True)))  # folders added with `a` stay
 
 
 def run_upload(args: argparse.Namespace) -> int:

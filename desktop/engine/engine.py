@@ -139,6 +139,8 @@ class Engine:
             return
         self._run_lock.acquire()  # JournalBusy if another engine runs on this journal
         self._started = True
+        if self.config.remember_roots:
+            self._restore_roots()
         for row in self._rows(ACTIVE):
             self.journal.update(row.id, state=QUEUED)
             self._queue.put(row.id)
@@ -150,6 +152,18 @@ class Engine:
             for root in self.config.roots:
                 self._watch(root)
         self._spawn("scanner", self._scan_loop)
+
+    def _restore_roots(self) -> None:
+        """The folders added in an earlier dashboard session; one that is not there now (an unplugged drive)
+        stays remembered for a later start."""
+        for path in self.journal.remembered_roots(self._server):
+            root = Path(path)
+            if root in self.config.roots:
+                continue
+            if root.is_dir():
+                self.config.roots.append(root)
+            else:
+                self._notice(f"{root}, added earlier, is not there now; it is watched again once it is", "warning")
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"tuskit-{name}", daemon=True)
@@ -339,6 +353,8 @@ class Engine:
         with self._lock:
             row = self.journal.get(job)
             if row is None or not row.current or row.state not in (QUEUED, BACKING_OFF):
+                return None
+            if self.config.root_of(row.path) is None:  # its folder is no longer watched: it waits in the journal
                 return None
             current = stat_file(row.path)
             if current is None:
@@ -614,10 +630,33 @@ class Engine:
             self._notice(f"not a folder: {root}", "error")
             return
         self.config.roots.append(root)
+        if self.config.remember_roots:
+            self.journal.remember_root(self._server, str(root))
         if self._started and not self._stopping.is_set():
             if self.config.watch:
                 self._watch(root)
+            with self._lock:  # what was left unfinished there (a scan only finds what changed)
+                for row in self._rows(ACTIVE):
+                    if self.config.root_of(row.path) == root and row.id not in self._attempts:
+                        self._queue.put(row.id)
             self._request_scan(str(root))
+
+    def forget_root(self, root: Path) -> None:
+        """Stop watching a folder, and stop remembering it if it was added in the dashboard. Its uploads stop
+        where they are (the journal keeps them, and adding the folder again resumes them); nothing is
+        deleted on disk or on the server."""
+        root = Path(root).expanduser().resolve()
+        if root not in self.config.roots:
+            return
+        self.config.roots.remove(root)
+        self.journal.forget_root(self._server, str(root))
+        if (watcher := self._watchers.pop(root, None)) is not None:
+            watcher.stop()
+        with self._lock:
+            for attempt in self._attempts.values():
+                if self.config.root_of(attempt.path) is None:
+                    attempt.cancel("stop")
+        self._notice(f"stopped watching {root}")
 
     # ---- views -------------------------------------------------------------------------------------
 

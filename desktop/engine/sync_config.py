@@ -59,6 +59,7 @@ class SyncConfig:
     timeout: float = 60.0
     max_attempts: int = 10
     watch: bool = True  # False (`sync --once`): scan the roots once, no watchers or periodic rescans
+    remember_roots: bool = False  # `tuskit desk`: folders added while running are watched again next start
 
     def root_of(self, path: str) -> Path | None:
         return root_of(path, self.roots)

@@ -289,6 +289,16 @@ class DashboardModel:
             self.backoff_until = None
             self._set_connection("online")
 
+    def set_roots(self, roots: Sequence[Path]) -> None:
+        """The watched folders changed: rows of a folder no longer watched leave the table."""
+        self.roots = list(roots)
+        for path in [p for p in self.rows if root_of(p, self.roots) is None]:
+            del self.rows[path]
+            self._changes.removed.add(path)
+
+    def has_failed(self) -> bool:
+        return any(row.state == FAILED for row in self.rows.values())
+
     def backoff_left(self, now: float) -> float | None:
         return None if self.backoff_until is None else max(self.backoff_until - now, 0.0)
 
