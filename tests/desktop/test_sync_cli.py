@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -65,13 +66,19 @@ def test_version_is_printed_without_a_command() -> None:
 
 
 def test_once_uploads_what_is_there_and_exits_zero(tmp_path: Path, tus_server: ServerProcess) -> None:
-    root = _folder(tmp_path, {"a.txt": b"alpha", "b.txt": b"beta" * 1000, "c.part": b"partial"})
+    root = _folder(tmp_path, {"a.txt": b"alpha", "c.part": b"partial"})
+    (root / "2026" / "11").mkdir(parents=True)
+    (root / "2026" / "11" / "b.txt").write_bytes(b"beta" * 1000)
     result = _sync(tmp_path, str(root), "--server", tus_server.url, "--once", "--quiet", "0.2")
     assert result.returncode == 0, result.stdout + result.stderr
     done = re.findall(r"done (\S+) .* url=(\S+)", result.stdout)
     assert {Path(p).name for p, _ in done} == {"a.txt", "b.txt"}
     for path, url in done:
         assert requests.get(url, timeout=10).content == Path(path).read_bytes()
+        # the server is told the name and the tree below the watched folder (not the folder's own name)
+        header = requests.head(url, headers=TUS, timeout=10).headers["Upload-Metadata"]
+        told = {k: base64.b64decode(v).decode() for k, v in (item.strip().split(" ") for item in header.split(","))}
+        assert (told["filename"], told["relativePath"]) == (Path(path).name, Path(path).relative_to(root).as_posix())
     assert "summary: 2 done, 0 failed" in result.stdout
     assert (tmp_path / "xdg-state" / "tuskit" / "journal.sqlite3").exists()  # the platformdirs default
 
@@ -176,6 +183,17 @@ def test_config_file_is_read_and_flags_override_it(tmp_path: Path, tus_server: S
     cfg.write_text('unknown_key = 1\n')
     bad = _sync(tmp_path, "--config", str(cfg), str(root), "--server", tus_server.url, "--once")
     assert bad.returncode != 0 and "unknown key 'unknown_key'" in bad.stderr
+
+
+def test_the_readmes_example_config_file_is_valid(tmp_path: Path) -> None:
+    from tuskit.desktop.config import build_config, load_file
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```toml\n(# ~/.config/tuskit/desktop.toml\n.*?)```", readme, re.S)
+    (tmp_path / "desktop.toml").write_text(example)
+    config = build_config(load_file(tmp_path / "desktop.toml"), {})
+    assert config.server_url == "https://up.example.com/files/" and len(config.roots) == 2
+    assert config.bandwidth_limit == 20 * MiB and config.ignore == ["*.log", "cache/*"]
 
 
 @pytest.fixture
