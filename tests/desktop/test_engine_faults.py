@@ -9,10 +9,8 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from engine_support import config, running, state_of
 from http_fault_proxy import FaultProxy, Faults
@@ -22,13 +20,6 @@ from tuskit.desktop.engine import events as ev
 from support import TUS, ServerProcess, poll, stored_sha256
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def proxy(tus_server: ServerProcess) -> Iterator[FaultProxy]:
-    p = FaultProxy(tus_server.origin).start()
-    yield p
-    p.stop()
 
 
 def _file(tmp_path: Path, name: str, size: int) -> tuple[Path, Path]:

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cli_support import run_tuskit
 
 from tuskit.desktop.client.listing import ListingError, list_uploads, listing_url
 from tuskit.desktop.ui.formatting import NONE_MARK
 from tuskit.desktop.ui.listing import listing_lines
 
 from support import ServerProcess
-
-
-def _tuskit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
-    return subprocess.run([sys.executable, "-m", "tuskit", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
 
 
 @pytest.fixture
@@ -37,32 +29,32 @@ def owned(tmp_path: Path, server_factory: Any) -> ServerProcess:
     (root / "sub").mkdir(parents=True)
     for n in range(5):
         (root / ("sub" if n % 2 else "") / f"f{n}.txt").write_bytes(f"file {n}\n".encode() * (n + 1))
-    alice = _tuskit(tmp_path, "upload", str(root), "--server", server.url, "--token", "alice-token", "--jobs", "1")
+    alice = run_tuskit(tmp_path, "upload", str(root), "--server", server.url, "--token", "alice-token", "--jobs", "1")
     assert alice.returncode == 0, alice.stdout + alice.stderr
     theirs = tmp_path / "bob.txt"
     theirs.write_bytes(b"not alice's")
-    bob = _tuskit(tmp_path, "upload", str(theirs), "--server", server.url, "--token", "bob-token")
+    bob = run_tuskit(tmp_path, "upload", str(theirs), "--server", server.url, "--token", "bob-token")
     assert bob.returncode == 0, bob.stdout + bob.stderr
     return server
 
 
 def test_ls_lists_the_tokens_own_uploads_newest_first_as_a_table_and_as_json(tmp_path: Path,
                                                                              owned: ServerProcess) -> None:
-    listed = _tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token", "--json")
+    listed = run_tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token", "--json")
     assert listed.returncode == 0, listed.stderr
     uploads = json.loads(listed.stdout)["uploads"]
     assert sorted(u["relativePath"] for u in uploads) == ["f0.txt", "f2.txt", "f4.txt", "sub/f1.txt", "sub/f3.txt"]
     assert [u["created"] for u in uploads] == sorted((u["created"] for u in uploads), reverse=True)
     assert all(u["size"] == u["offset"] and len(u["sha256"]) == 64 for u in uploads)
 
-    table = _tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token")
+    table = run_tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token")
     assert table.returncode == 0, table.stderr
     header, *lines = table.stdout.splitlines()
     assert header.split() == ["SIZE", "STATE", "SHA256", "AGE", "NAME"]
     assert [line.split()[-1] for line in lines] == [u["relativePath"] for u in uploads]  # the same order
     assert all(u["sha256"][:12] in line for u, line in zip(uploads, lines, strict=True))
 
-    limited = _tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token", "--limit", "2", "--json")
+    limited = run_tuskit(tmp_path, "ls", "--server", owned.url, "--token", "alice-token", "--limit", "2", "--json")
     assert json.loads(limited.stdout)["uploads"] == uploads[:2]
 
 
@@ -77,7 +69,7 @@ def test_pages_are_followed_without_repeating_or_skipping_an_upload(owned: Serve
 def test_a_refused_listing_is_an_error_with_the_servers_reason(tmp_path: Path, owned: ServerProcess) -> None:
     with pytest.raises(ListingError, match="401"):
         list(list_uploads(owned.url, "wrong-token"))
-    result = _tuskit(tmp_path, "ls", "--server", owned.url, "--token", "wrong-token")
+    result = run_tuskit(tmp_path, "ls", "--server", owned.url, "--token", "wrong-token")
     assert result.returncode == 1 and "tuskit ls: " in result.stderr and "401" in result.stderr
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from cli_support import OutputReader, isolated_env, journal_offset, run_tuskit, upload_metadata
 from http_fault_proxy import FaultProxy
 
 from support import TUS, ServerProcess, poll
@@ -28,15 +27,8 @@ from support import TUS, ServerProcess, poll
 MiB = 1024 * 1024
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    """Keep the user's real config and state dirs out of it."""
-    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg-state")}
-
-
 def _sync(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tuskit", "sync", *args], capture_output=True, text=True,
-                          env=_env(tmp_path), timeout=timeout)
+    return run_tuskit(tmp_path, "sync", *args, timeout=timeout)
 
 
 def _folder(tmp_path: Path, files: dict[str, bytes]) -> Path:
@@ -76,8 +68,7 @@ def test_once_uploads_what_is_there_and_exits_zero(tmp_path: Path, tus_server: S
     for path, url in done:
         assert requests.get(url, timeout=10).content == Path(path).read_bytes()
         # the server is told the name and the tree below the watched folder (not the folder's own name)
-        header = requests.head(url, headers=TUS, timeout=10).headers["Upload-Metadata"]
-        told = {k: base64.b64decode(v).decode() for k, v in (item.strip().split(" ") for item in header.split(","))}
+        told = upload_metadata(url)
         assert (told["filename"], told["relativePath"]) == (Path(path).name, Path(path).relative_to(root).as_posix())
     assert "summary: 2 done, 0 failed" in result.stdout
     assert (tmp_path / "xdg-state" / "tuskit" / "journal.sqlite3").exists()  # the platformdirs default
@@ -196,40 +187,8 @@ def test_the_readmes_example_config_file_is_valid(tmp_path: Path) -> None:
     assert config.bandwidth_limit == 20 * MiB and config.ignore == ["*.log", "cache/*"]
 
 
-@pytest.fixture
-def counting_proxy(tus_server: ServerProcess) -> Iterator[FaultProxy]:
-    p = FaultProxy(tus_server.origin).start()
-    yield p
-    p.stop()
-
-
-def _journal_offset(path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            return int(db.execute('SELECT coalesce(max("offset"), 0) FROM versions').fetchone()[0])
-    except sqlite3.OperationalError:  # not created yet
-        return 0
-
-
-class _Reader:
-    """Collects a child's stdout lines on a thread, so the test can poll them."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._pump, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
 def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
-        tmp_path: Path, tus_server: ServerProcess, counting_proxy: FaultProxy) -> None:
+        tmp_path: Path, tus_server: ServerProcess, proxy: FaultProxy) -> None:
     size = 200 * MiB
     root = tmp_path / "in"
     root.mkdir()
@@ -242,28 +201,28 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
             digest.update(pattern)
             out.write(pattern)
     os.utime(big, (time.time() - 60, time.time() - 60))
-    args = [sys.executable, "-m", "tuskit", "sync", str(root), "--server", counting_proxy.url(tus_server.url),
+    args = [sys.executable, "-m", "tuskit", "sync", str(root), "--server", proxy.url(tus_server.url),
             "--once", "--journal", str(tmp_path / "j.db")]
     first = subprocess.Popen([*args, "--bwlimit", "40MiB"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=_env(tmp_path))
+                             text=True, env=isolated_env(tmp_path))
     try:
-        out = _Reader(first)
+        out = OutputReader(first)
         url = poll(lambda: (m := re.search(r"started \S+ .*url=(\S+)", out.text())) and m.group(1),
                        timeout=60, what="the upload to start")
         # the journal records offsets the server confirmed (a HEAD here would make the server take the
         # upload's lease away from the running PATCH, as tusd does)
-        poll(lambda: _journal_offset(tmp_path / "j.db") >= 20 * MiB, timeout=60, what="confirmed bytes")
+        poll(lambda: journal_offset(tmp_path / "j.db") >= 20 * MiB, timeout=60, what="confirmed bytes")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
         first.kill()
     offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
     assert 0 < offset < size
-    second = subprocess.run(args, capture_output=True, text=True, env=_env(tmp_path), timeout=240)
+    second = subprocess.run(args, capture_output=True, text=True, env=isolated_env(tmp_path), timeout=240)
     assert second.returncode == 0, second.stdout + second.stderr
     assert re.search(rf"started \S+big\.bin .*resuming at .* url={re.escape(url)}", second.stdout), second.stdout
     assert f"sha256={digest.hexdigest()}" in second.stdout
-    assert counting_proxy.body_bytes < 1.2 * size
+    assert proxy.body_bytes < 1.2 * size
     assert hashlib.sha256(requests.get(url, timeout=60).content).hexdigest() == digest.hexdigest()
 
 
@@ -273,12 +232,12 @@ def test_watching_says_so_and_ctrl_c_names_the_unfinished_upload(tmp_path: Path,
     proc = subprocess.Popen([sys.executable, "-m", "tuskit", "sync", str(root), "--server", tus_server.url,
                              "--journal", str(journal), "--bwlimit", "1MiB", "--chunk-size", "256KiB",
                              "--max-chunk-size", "256KiB"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
     try:
-        out = _Reader(proc)
+        out = OutputReader(proc)
         poll(lambda: f"watching {root}" in out.text(), what="the watching line")
         assert out.text().startswith(f"tuskit sync: uploading every file that lands in {root} to {tus_server.url}")
-        poll(lambda: _journal_offset(journal) >= MiB, what="confirmed bytes")
+        poll(lambda: journal_offset(journal) >= MiB, what="confirmed bytes")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
@@ -308,9 +267,9 @@ def test_inotify_watch_limit_falls_back_to_polling_with_the_sysctl(tmp_path: Pat
               "--journal \"$3\" --quiet 0.3")
     proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "sh", "-c", script, sys.executable, str(root),
                              tus_server.url, str(tmp_path / "j.db")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
+                            stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
     try:
-        out = _Reader(proc)
+        out = OutputReader(proc)
         poll(lambda: "polling instead" in out.text(), what="the fallback notice")
         assert "sudo sysctl fs.inotify.max_user_watches=" in out.text()
         late = root / "sub17" / "late.jpg"

@@ -3,21 +3,19 @@ refusal, --json, plain output when stdout is not a terminal."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cli_support import isolated_env, journal_offset, run_tuskit, upload_metadata
 from http_fault_proxy import FaultProxy
 
 from support import TUS, ServerProcess, poll, stored_sha256
@@ -25,21 +23,8 @@ from support import TUS, ServerProcess, poll, stored_sha256
 MiB = 1024 * 1024
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-            "XDG_STATE_HOME": str(tmp_path / "xdg-state")}
-
-
-def _upload(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tuskit", "upload", *args], capture_output=True, text=True,
-                          env=_env(tmp_path), timeout=timeout)
-
-
-def _metadata(url: str) -> dict[str, str]:
-    """What the server was told about an upload (HEAD echoes Upload-Metadata)."""
-    header = requests.head(url, headers=TUS, timeout=10).headers["Upload-Metadata"]
-    pairs = (item.strip().split(" ") for item in header.split(","))
-    return {key: base64.b64decode(value).decode() for key, value in pairs}
+def _upload(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_tuskit(tmp_path, "upload", *args)
 
 
 def _sha(path: Path) -> str:
@@ -81,49 +66,34 @@ def test_a_folder_and_a_file_are_uploaded_verified_and_keep_their_tree(tmp_path:
         local = named if rel == ".profile" else photos / rel
         assert f["alreadyUploaded"] and f["state"] == "done" and f["sha256"] == _sha(local)
         assert stored_sha256(f["url"]) == _sha(local)  # what the server stores, byte for byte
-        assert _metadata(f["url"]) == {"filename": local.name, "relativePath": rel, "sha256": _sha(local)}
-
-
-@pytest.fixture
-def counting_proxy(tus_server: ServerProcess) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(tus_server.origin).start()
-    yield proxy
-    proxy.stop()
-
-
-def _journal_offset(path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            return int(db.execute('SELECT coalesce(max("offset"), 0) FROM versions').fetchone()[0])
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+        assert upload_metadata(f["url"]) == {"filename": local.name, "relativePath": rel, "sha256": _sha(local)}
 
 
 def test_an_interrupted_upload_resumes_from_the_servers_offset(tmp_path: Path, tus_server: ServerProcess,
-                                                               counting_proxy: FaultProxy) -> None:
+                                                               proxy: FaultProxy) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(24 * MiB))
     size = big.stat().st_size
-    url = counting_proxy.url(tus_server.url)
+    url = proxy.url(tus_server.url)
     journal = tmp_path / "xdg-state" / "tuskit" / "upload.sqlite3"  # the default, beside sync's journal
     first = subprocess.Popen([sys.executable, "-m", "tuskit", "upload", str(big), "--server", url, "--bwlimit", "4MiB",
                               "--chunk-size", "1MiB", "--max-chunk-size", "1MiB"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tmp_path))
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
     try:
-        poll(lambda: _journal_offset(journal) >= 6 * MiB, timeout=60, what="confirmed bytes")
+        poll(lambda: journal_offset(journal) >= 6 * MiB, timeout=60, what="confirmed bytes")
         first.send_signal(signal.SIGKILL)  # no goodbye: the journal and the server are all a second run has
         first.wait(10)
     finally:
         first.kill()
-    [upload_url] = {s.path for s in counting_proxy.seen if s.method == "PATCH"}
+    [upload_url] = {s.path for s in proxy.seen if s.method == "PATCH"}
     server_has = int(requests.head(tus_server.origin + upload_url, headers=TUS, timeout=10).headers["Upload-Offset"])
     assert 6 * MiB <= server_has < size
-    before = counting_proxy.body_bytes
+    before = proxy.body_bytes
     second = _upload(tmp_path, str(big), "--server", url, "--json")
     assert second.returncode == 0, second.stdout + second.stderr
     [f] = json.loads(second.stdout)["files"]
     assert f["resumedFrom"] == server_has and f["sent"] == size - server_has and not f["alreadyUploaded"]
-    assert counting_proxy.body_bytes - before == size - server_has  # not one byte the server had again
+    assert proxy.body_bytes - before == size - server_has  # not one byte the server had again
     assert stored_sha256(tus_server.origin + upload_url) == _sha(big) == f["sha256"]
 
 
