@@ -22,9 +22,10 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
             "XDG_STATE_HOME": str(tmp_path / "xdg-state")}
 
 
-def run_tuskit(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_tuskit(tmp_path: Path, *args: str, timeout: float = 120,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tuskit", *args], capture_output=True, text=True,
-                          env=isolated_env(tmp_path), timeout=timeout)
+                          env={**isolated_env(tmp_path), **(env or {})}, timeout=timeout)
 
 
 def journal_offset(path: Path) -> int:

@@ -69,6 +69,24 @@ def test_a_folder_and_a_file_are_uploaded_verified_and_keep_their_tree(tmp_path:
         assert upload_metadata(f["url"]) == {"filename": local.name, "relativePath": rel, "sha256": _sha(local)}
 
 
+def test_on_a_terminal_each_file_gets_a_bar_and_the_run_a_total_line(tmp_path: Path,
+                                                                     tus_server: ServerProcess) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("one.bin", "two.bin"):
+        (tmp_path / "in" / name).write_bytes(os.urandom(3 * MiB))
+    # TTY_COMPATIBLE=1 tells Rich that stdout is a terminal (what a real one tells it through isatty)
+    result = run_tuskit(tmp_path, "upload", str(tmp_path / "in"), "--server", tus_server.url, "--bwlimit", "2MiB",
+                        "--chunk-size", "256KiB", env={"TTY_COMPATIBLE": "1", "COLUMNS": "100"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout)  # drawn in place with escape codes
+    assert result.stdout != frames
+    bar = re.search(r"(one|two)\.bin +━+.* +\d+% +[\d.]+ [KM]iB / 3\.0 MiB +[\d.]+ [KM]iB/s", frames)
+    assert bar, frames
+    assert re.search(r"Total ━+.* [01]/2 files, [\d.]+ [KM]iB / 6\.0 MiB, [\d.]+ [KM]iB/s, ETA \d+s", frames), frames
+    last = frames.rstrip().splitlines()[-1]  # the bars are erased at the end; the summary stays
+    assert re.fullmatch(r"2/2 files verified on the server, 2 uploaded \(6\.0 MiB in [\d.]+ s, .+/s\)", last), last
+
+
 def test_an_interrupted_upload_resumes_from_the_servers_offset(tmp_path: Path, tus_server: ServerProcess,
                                                                proxy: FaultProxy) -> None:
     big = tmp_path / "big.bin"
