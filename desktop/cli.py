@@ -212,8 +212,8 @@ def run_sync(args: argparse.Namespace) -> int:
     print(f"summary: {', '.join(counts)}", flush=True)
     for row in unfinished:  # interrupted: say which uploads the next run resumes, and from where
         if row.url:
-            print(f"unfinished {row.path}: {human_bytes(row.sent)} of {human_bytes(row.size)} on the server; "
-                  "the next run resumes it", flush=True)
+            print(f"unfinished {row.path}: {human_bytes(row.sent)} of {human_bytes(row.size)} confirmed by the "
+                  "server; the next run resumes it", flush=True)
     if waiting := sum(not row.url for row in unfinished):
         print(f"unfinished: {waiting} file(s) not started yet; the next run uploads them", flush=True)
     return 1 if (args.once and (failed or stop.is_set())) else 0

@@ -161,8 +161,8 @@ class UploadProgress:
             if f["state"] == FAILED:
                 self._print(f"failed {f['name']}: {f['error']}", "error")
             elif f["state"] == "unfinished" and f["url"]:
-                self._print(f"unfinished {f['name']}: {human_bytes(f['serverHas'])} of {human_bytes(f['size'])} on "
-                            "the server; the same command again resumes it", "warning")
+                self._print(f"unfinished {f['name']}: {human_bytes(f['confirmed'])} of {human_bytes(f['size'])} "
+                            "confirmed by the server; the same command again resumes it", "warning")
         new = sum(not f["alreadyUploaded"] for f in done)
         parts = [f"{len(done)}/{len(files)} files verified on the server",
                  f"{new} uploaded ({human_bytes(sent)} in {seconds:.1f} s, {human_rate(sent / seconds)})"]
@@ -182,10 +182,10 @@ class UploadProgress:
         root = root_of(status.path, self.model.roots) or path.parent
         first = self._first_offset.get(status.path)
         state = status.state if status.state in (DONE, FAILED) else "unfinished"
-        server_has = status.size if state == DONE else status.sent
+        confirmed = status.size if state == DONE else status.sent  # the server may hold more (an unacked tail)
         return {"path": status.path, "name": self.model.display_name(status.path),
                 "relativePath": relative_path(path, root), "size": status.size, "state": state,
                 "sha256": status.sha256, "url": status.url, "error": status.error if state != DONE else None,
-                "serverHas": server_has, "resumedFrom": first or None,
-                "sent": 0 if first is None else max(0, server_has - first),
+                "confirmed": confirmed, "resumedFrom": first or None,
+                "sent": 0 if first is None else max(0, confirmed - first),
                 "alreadyUploaded": state == DONE and first is None}

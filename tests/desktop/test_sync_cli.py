@@ -242,8 +242,8 @@ def test_watching_says_so_and_ctrl_c_names_the_unfinished_upload(tmp_path: Path,
         assert proc.wait(30) == 0
     finally:
         proc.kill()
-    summary = re.search(r"unfinished (\S+): ([\d.]+) MiB of 8\.0 MiB on the server; the next run resumes it",
-                        out.text())
+    unfinished = r"unfinished (\S+): ([\d.]+) MiB of 8\.0 MiB confirmed by the server; the next run resumes it"
+    summary = re.search(unfinished, out.text())
     assert summary, out.text()
     assert summary.group(1) == str(root / "big.bin") and 1 <= float(summary.group(2)) < 8
     assert "summary: 0 done, 0 failed, 1 unfinished" in out.text()

@@ -115,6 +115,26 @@ def test_an_interrupted_upload_resumes_from_the_servers_offset(tmp_path: Path, t
     assert stored_sha256(tus_server.origin + upload_url) == _sha(big) == f["sha256"]
 
 
+def test_ctrl_c_names_the_unfinished_upload_and_exits_130(tmp_path: Path, tus_server: ServerProcess) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8 * MiB))
+    journal = tmp_path / "j.db"
+    proc = subprocess.Popen([sys.executable, "-m", "tuskit", "upload", str(big), "--server", tus_server.url,
+                             "--journal", str(journal), "--bwlimit", "2MiB", "--chunk-size", "256KiB",
+                             "--max-chunk-size", "256KiB"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
+    try:
+        poll(lambda: journal_offset(journal) >= MiB, what="confirmed bytes")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    assert re.search(r"unfinished big\.bin: [\d.]+ MiB of 8\.0 MiB confirmed by the server; the same command "
+                     r"again resumes it", out), out
+    assert "0/1 files verified on the server" in out and "1 unfinished" in out
+
+
 def test_a_refused_file_fails_the_run_with_the_reason(tmp_path: Path, server_factory: Any) -> None:
     server = server_factory("--max-size", "1000")
     root = tmp_path / "in"
