@@ -55,7 +55,7 @@ class UploadProgress:
         self._samples: deque[tuple[float, int]] = deque()
         self._rate = 0.0
         self._began = time.monotonic()
-        self._last_total = self._began
+        self._last_total = (self._began, "")  # when the last plain total line went out, and what it said
         self._display: Live | None = None
 
     def __call__(self, event: ev.EngineEvent) -> None:
@@ -73,7 +73,10 @@ class UploadProgress:
     def stop(self) -> None:
         self.tick()
         if not self.live and not self.json_report:  # a log ends with where the totals got to
-            self._print(f"total {self._totals_text(time.monotonic())}", "info")
+            now = time.monotonic()
+            with self._lock:
+                total = f"total {self._totals_text(now)}"
+            self._print_total(total, now)
         if self._display is not None:
             self._display.stop()
             self._display = None
@@ -94,9 +97,13 @@ class UploadProgress:
         for level, text in changes.log:
             if level != "detail" or self.verbose:
                 self._print(text, level)
-        if not self.live and now - self._last_total >= PLAIN_TOTAL_EVERY:
-            self._last_total = now
+        if not self.live and now - self._last_total[0] >= PLAIN_TOTAL_EVERY:
+            self._print_total(total, now)
+
+    def _print_total(self, total: str, now: float) -> None:
+        if total != self._last_total[1]:
             self._print(total, "info")
+        self._last_total = (now, total)
 
     def _print(self, text: str, level: str) -> None:
         stamp = "" if self.live else time.strftime("%H:%M:%S ")
