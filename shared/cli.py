@@ -26,11 +26,21 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+class _Version(argparse.Action):
+    """`--version`: looked up only when asked for (see `tuskit.__getattr__`)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"tuskit {tuskit.__version__} (tus 1.0.0, Python {platform.python_version()})")
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; with `only`, import just the module that owns that subcommand."""
     parser = argparse.ArgumentParser(prog="tuskit", description="Resumable uploads over tus 1.0")
-    parser.add_argument("--version", action="version",
-                        version=f"tuskit {tuskit.__version__} (tus 1.0.0, Python {platform.python_version()})")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = {_COMMANDS[only]} if only in _COMMANDS else dict.fromkeys(_COMMANDS.values())
