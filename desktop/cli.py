@@ -79,6 +79,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default=env_default("log-level", "warning"), help="debug, info, warning, error")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def register(sub: Any) -> None:
     from .config import CONFIG_KEYS, default_config_path
 
@@ -112,7 +119,7 @@ def register(sub: Any) -> None:
         epilog=_UPLOAD_HELP.format(path=default_config_path()), formatter_class=argparse.RawDescriptionHelpFormatter)
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR", help="files, and folders to upload whole")
     _add_server(upload)
-    upload.add_argument("-j", "--jobs", type=int, default=env_default("jobs", None, int), metavar="N",
+    upload.add_argument("-j", "--jobs", type=_positive, default=env_default("jobs", None, _positive), metavar="N",
                         help="files uploaded at once (default 4)")
     upload.add_argument("--json", action="store_true",
                         help="no progress; print one JSON document at the end: every file with its state, URL, "
@@ -128,7 +135,7 @@ def register(sub: Any) -> None:
                         description="List the uploads the token owns on the server (GET /uploads on the "
                                     "server's origin), newest first: size, state, SHA-256 prefix, age, name.")
     _add_server(ls)
-    ls.add_argument("--limit", type=int, default=None, metavar="N", help="list at most N uploads (default: all)")
+    ls.add_argument("--limit", type=_positive, default=None, metavar="N", help="list at most N uploads (default: all)")
     ls.add_argument("--json", action="store_true", help='print {"uploads": [...]} as the server describes them')
     ls.set_defaults(run=run_ls)
 
