@@ -28,6 +28,12 @@ def run_tuskit(tmp_path: Path, *args: str, timeout: float = 120,
                           env={**isolated_env(tmp_path), **(env or {})}, timeout=timeout)
 
 
+def start_tuskit(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """A `tuskit` command left running (to be interrupted); its stdout and stderr come as one text stream."""
+    return subprocess.Popen([sys.executable, "-m", "tuskit", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=isolated_env(tmp_path))
+
+
 def journal_offset(path: Path) -> int:
     """The largest offset the journal recorded (bytes the server confirmed), read without disturbing it."""
     try:

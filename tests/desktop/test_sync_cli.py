@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from cli_support import OutputReader, isolated_env, journal_offset, run_tuskit, upload_metadata
+from cli_support import OutputReader, isolated_env, journal_offset, run_tuskit, start_tuskit, upload_metadata
 from http_fault_proxy import FaultProxy
 
 from support import TUS, ServerProcess, poll
@@ -201,10 +201,8 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
             digest.update(pattern)
             out.write(pattern)
     os.utime(big, (time.time() - 60, time.time() - 60))
-    args = [sys.executable, "-m", "tuskit", "sync", str(root), "--server", proxy.url(tus_server.url),
-            "--once", "--journal", str(tmp_path / "j.db")]
-    first = subprocess.Popen([*args, "--bwlimit", "40MiB"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=isolated_env(tmp_path))
+    args = ["sync", str(root), "--server", proxy.url(tus_server.url), "--once", "--journal", str(tmp_path / "j.db")]
+    first = start_tuskit(tmp_path, *args, "--bwlimit", "40MiB")
     try:
         out = OutputReader(first)
         url = poll(lambda: (m := re.search(r"started \S+ .*url=(\S+)", out.text())) and m.group(1),
@@ -218,7 +216,7 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
         first.kill()
     offset = int(requests.head(url, headers=TUS, timeout=10).headers["Upload-Offset"])
     assert 0 < offset < size
-    second = subprocess.run(args, capture_output=True, text=True, env=isolated_env(tmp_path), timeout=240)
+    second = run_tuskit(tmp_path, *args, timeout=240)
     assert second.returncode == 0, second.stdout + second.stderr
     assert re.search(rf"started \S+big\.bin .*resuming at .* url={re.escape(url)}", second.stdout), second.stdout
     assert f"sha256={digest.hexdigest()}" in second.stdout
@@ -229,10 +227,8 @@ def test_sigkill_mid_upload_then_restart_resumes_from_the_servers_offset(
 def test_watching_says_so_and_ctrl_c_names_the_unfinished_upload(tmp_path: Path, tus_server: ServerProcess) -> None:
     root = _folder(tmp_path, {"big.bin": os.urandom(8 * MiB)})
     journal = tmp_path / "j.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tuskit", "sync", str(root), "--server", tus_server.url,
-                             "--journal", str(journal), "--bwlimit", "1MiB", "--chunk-size", "256KiB",
-                             "--max-chunk-size", "256KiB"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
+    proc = start_tuskit(tmp_path, "sync", str(root), "--server", tus_server.url, "--journal", str(journal),
+                        "--bwlimit", "1MiB", "--chunk-size", "256KiB", "--max-chunk-size", "256KiB")
     try:
         out = OutputReader(proc)
         poll(lambda: f"watching {root}" in out.text(), what="the watching line")

@@ -9,13 +9,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from cli_support import isolated_env, journal_offset, run_tuskit, upload_metadata
+from cli_support import journal_offset, run_tuskit, start_tuskit, upload_metadata
 from http_fault_proxy import FaultProxy
 
 from support import TUS, ServerProcess, poll, stored_sha256
@@ -94,9 +93,8 @@ def test_an_interrupted_upload_resumes_from_the_servers_offset(tmp_path: Path, t
     size = big.stat().st_size
     url = proxy.url(tus_server.url)
     journal = tmp_path / "xdg-state" / "tuskit" / "upload.sqlite3"  # the default, beside sync's journal
-    first = subprocess.Popen([sys.executable, "-m", "tuskit", "upload", str(big), "--server", url, "--bwlimit", "4MiB",
-                              "--chunk-size", "1MiB", "--max-chunk-size", "1MiB"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
+    first = start_tuskit(tmp_path, "upload", str(big), "--server", url, "--bwlimit", "4MiB", "--chunk-size", "1MiB",
+                         "--max-chunk-size", "1MiB")
     try:
         poll(lambda: journal_offset(journal) >= 6 * MiB, timeout=60, what="confirmed bytes")
         first.send_signal(signal.SIGKILL)  # no goodbye: the journal and the server are all a second run has
@@ -119,10 +117,8 @@ def test_ctrl_c_names_the_unfinished_upload_and_exits_130(tmp_path: Path, tus_se
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(8 * MiB))
     journal = tmp_path / "j.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tuskit", "upload", str(big), "--server", tus_server.url,
-                             "--journal", str(journal), "--bwlimit", "2MiB", "--chunk-size", "256KiB",
-                             "--max-chunk-size", "256KiB"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=isolated_env(tmp_path))
+    proc = start_tuskit(tmp_path, "upload", str(big), "--server", tus_server.url, "--journal", str(journal),
+                        "--bwlimit", "2MiB", "--chunk-size", "256KiB", "--max-chunk-size", "256KiB")
     try:
         poll(lambda: journal_offset(journal) >= MiB, what="confirmed bytes")
         proc.send_signal(signal.SIGINT)
