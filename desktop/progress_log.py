@@ -1,7 +1,8 @@
 """Engine events as one line each, for `tuskit sync` logs (journald, cron mail, CI output).
 
 Progress is already coalesced by the engine; a log needs far less, so each file prints a progress line at
-most every `every` seconds.
+most every `every` seconds. Skipped paths are counted (the summary says how many) and printed one per line
+only when `verbose`: a tree with a `.git` folder would otherwise open every log with them.
 """
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ import time
 from typing import TextIO
 
 from .engine import events as ev
-from .ui.formatting import human_bytes
+from .ui.formatting import human_bytes, human_duration
 
 
 class ProgressLog:
     """A subscriber that writes lines to a text stream; safe to call from several engine threads."""
 
-    def __init__(self, out: TextIO, every: float = 2.0) -> None:
+    def __init__(self, out: TextIO, every: float = 2.0, verbose: bool = False) -> None:
         self.out = out
         self.every = every
+        self.verbose = verbose
+        self.skipped = 0
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: ev.EngineEvent) -> None:
-        line = self._line(event)
-        if line is not None:
-            with self._lock:
+        with self._lock:  # engine threads call at once; the counters and the stream are shared
+            line = self._line(event)
+            if line is not None:
                 self.out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
                 self.out.flush()
 
@@ -49,8 +52,10 @@ class ProgressLog:
                 return f"done {e.path} ({human_bytes(e.size)}) sha256={e.sha256} url={e.url}"
             case ev.Failed():
                 self._last.pop(e.path, None)
-                final = "giving up" if e.final else "will retry"
-                return f"failed {e.path}: {e.error} (attempt {e.attempts}, {final})"
+                if not e.final:
+                    return f"failed {e.path}: {e.error} (attempt {e.attempts}, will retry)"
+                tried = f"after {e.attempts} attempt{'s' if e.attempts > 1 else ''}" if e.attempts else "untried"
+                return f"failed {e.path}: {e.error} (giving up {tried})"
             case ev.BackingOff():
                 who = e.path or "all uploads"
                 return f"waiting {e.seconds:.1f}s before retrying {who}: {e.reason}"
@@ -58,6 +63,12 @@ class ProgressLog:
                 return f"{type(e).__name__.lower()} {getattr(e, 'path', None) or 'everything'}"
             case ev.Notice():
                 return f"{e.level} {e.message}"
+            case ev.Connection(state="offline", tries=tries) if tries:
+                then = "giving up" if e.retry_in is None else f"next try in {human_duration(e.retry_in)}"
+                return f"server unreachable: {e.detail} (try {tries}, {then})"
             case ev.Connection():
                 return f"server {e.state}{': ' + e.detail if e.detail else ''}"
+            case ev.Skipped():
+                self.skipped += 1
+                return f"skipped {e.path}: {e.reason}" if self.verbose else None
         return None

@@ -1,18 +1,24 @@
 """Benchmark the desktop sync engine against a local tuskit server; prints figures, asserts nothing.
 
-    python scripts/bench_desktop.py [--big-mib 1024] [--small 1000] [--scan 10000]
+    python scripts/bench_desktop.py [--big-mib 1024] [--small 1000] [--scan 10000] [--only NAME ...]
 
-1. files/s for N x 10 KiB files with 4 workers (start to idle, journal and hashing included);
-2. seconds to scan a 10,000-file tree into the journal (uploads held back with pause-all);
-3. latency from a file being closed to its upload starting (inotify close event -> Started event);
-4. MB/s for one big file through the engine (hashing + upload, and upload alone) as a fraction of
-   `curl -X PATCH -T file` to the same server.
+1. small: files/s for N x 10 KiB files with 4 workers (start to idle, journal and hashing included);
+2. scan: seconds to scan a 10,000-file tree into the journal (uploads held back with pause-all);
+3. latency: from a file being closed to its upload starting (inotify close event -> Started event);
+4. big: MB/s for one big file through the engine (hashing + upload, and upload alone) as a fraction of
+   `curl -X PATCH -T file` to the same server;
+5. upload: the `tuskit upload` command (a process: start-up, journal, hashing, verification included) for
+   N x 10 KiB files and for one big file, as a throughput ratio to curl: one curl process sending every
+   small file as a creation-with-upload POST over one keep-alive connection (`--next`), and `curl -X
+   PATCH -T` for the big one (curl hashes nothing);
+6. down: seconds `tuskit sync --once` takes to fail 3 files against a port nothing listens on.
 The machine may be shared: run it twice and trust the better figures only roughly.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -118,10 +124,13 @@ def curl_seconds(url: str, path: Path, size: int) -> float:
     location = re.search(r"(?im)^location:\s*(\S+)", create)
     assert location, create
     t0 = time.perf_counter()
-    subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "PATCH", "-T", str(path), location.group(1),
-                    "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
-                    "-H", "Content-Type: application/offset+octet-stream"], check=True)
-    return time.perf_counter() - t0
+    status = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(path),
+                             location.group(1), "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                             "-H", "Content-Type: application/offset+octet-stream"],
+                            check=True, capture_output=True, text=True).stdout
+    elapsed = time.perf_counter() - t0
+    assert status == "204", f"curl's PATCH answered {status}"
+    return elapsed
 
 
 def bench_big(work: Path, url: str, mib: int) -> None:
@@ -150,20 +159,82 @@ def bench_big(work: Path, url: str, mib: int) -> None:
           f"({curl / total:.2f} of curl)")
 
 
+def tuskit(*args: str, cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "XDG_STATE_HOME": str(cwd / "state"), "XDG_CONFIG_HOME": str(cwd / "config")}
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "tuskit", *args], capture_output=True, text=True, env=env)
+    return time.perf_counter() - t0, result
+
+
+def curl_small_seconds(url: str, root: Path) -> float:
+    """Every file as one creation-with-upload POST, sequentially, in one curl process (one connection)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    config = root.parent / "curl-small.cfg"
+    blocks = []
+    for path in files:
+        # data-binary, not upload-file: curl appends the file's name to a URL ending in '/' for -T
+        blocks.append(f'url = "{url}"\nrequest = "POST"\ndata-binary = "@{path}"\noutput = "/dev/null"\n'
+                      'write-out = "%{http_code}\\n"\n'
+                      f'header = "Tus-Resumable: 1.0.0"\nheader = "Upload-Length: {path.stat().st_size}"\n'
+                      'header = "Content-Type: application/offset+octet-stream"\n')
+    config.write_text("next\n".join(blocks))
+    t0 = time.perf_counter()
+    codes = subprocess.run(["curl", "-s", "-K", str(config)], check=True, capture_output=True, text=True).stdout
+    elapsed = time.perf_counter() - t0
+    assert codes.split() == ["201"] * len(files), f"curl did not create every upload: {codes[:200]!r}"
+    return elapsed
+
+
+def bench_upload(work: Path, url: str, count: int, mib: int) -> None:
+    root = work / "upload-small"
+    old_files(root, count, 10 * 1024)
+    size = count * 10 * 1024
+    curl = curl_small_seconds(url, root)
+    seconds, result = tuskit("upload", str(root), "--server", url, "--json", cwd=work / "u1")
+    report = json.loads(result.stdout)
+    print(f"tuskit upload: {report['done']}/{count} x 10 KiB in {seconds:.2f} s = {count / seconds:.0f} files/s, "
+          f"{size / seconds / 1e6:.1f} MB/s | one curl, keep-alive POSTs: {curl:.2f} s = {count / curl:.0f} files/s "
+          f"| ratio {curl / seconds:.2f} of curl")
+    big = work / "upload-big" / "big.bin"
+    big.parent.mkdir()
+    with open(big, "wb") as f:
+        for _ in range(mib // 64):
+            f.write(os.urandom(64 * MiB))
+    curl = curl_seconds(url, big, big.stat().st_size)
+    seconds, result = tuskit("upload", str(big), "--server", url, "--json", cwd=work / "u2")
+    report = json.loads(result.stdout)
+    mb = big.stat().st_size / 1e6
+    print(f"tuskit upload: {mib} MiB ({report['files'][0]['state']}) in {seconds:.2f} s = {mb / seconds:.0f} MB/s "
+          f"(sha256 of the file included) | curl -X PATCH -T: {mb / curl:.0f} MB/s "
+          f"| ratio {curl / seconds:.2f} of curl")
+
+
+def bench_down(work: Path) -> None:
+    root = work / "down"
+    old_files(root, 3, 1024)
+    seconds, result = tuskit("sync", str(root), "--server", "http://127.0.0.1:9/files/", "--once", cwd=work / "d")
+    tries = result.stdout.count("server unreachable:")
+    print(f"sync --once against a closed port: exit {result.returncode} after {seconds:.1f} s for 3 files "
+          f"({tries} tries to connect)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--scan", type=int, default=10000)
     parser.add_argument("--big-mib", type=int, default=1024)
+    benches = ("small", "scan", "latency", "big", "upload", "down")
+    parser.add_argument("--only", nargs="+", choices=benches, default=benches)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-desktop-"))
     server, url = start_server(work / "server")
     print(f"server {url}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine)")
     try:
-        bench_small(work, url, args.small)
-        bench_scan(work, url, args.scan)
-        bench_latency(work, url)
-        bench_big(work, url, args.big_mib)
+        runs = {"small": lambda: bench_small(work, url, args.small), "scan": lambda: bench_scan(work, url, args.scan),
+                "latency": lambda: bench_latency(work, url), "big": lambda: bench_big(work, url, args.big_mib),
+                "upload": lambda: bench_upload(work, url, args.small, args.big_mib), "down": lambda: bench_down(work)}
+        for name in args.only:
+            runs[name]()
     finally:
         server.terminate()
         server.wait(30)

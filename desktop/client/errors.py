@@ -15,6 +15,7 @@ CHECKSUM = "checksum"  # 460: the bytes the server got do not hash to what we de
 GONE = "gone"  # 404 / 410 on an upload URL: expired or failed on the server; start over
 RETRYABLE = "retryable"  # 409 / 423 / other 5xx: try again after a backoff
 FATAL = "fatal"  # any other 4xx: trying again will not help
+REFUSED = "refused"  # the endpoint refuses every creation (not a tus server, wrong path, bad token): no file will do
 
 
 class UploadError(Exception):

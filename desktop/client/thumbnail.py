@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import requests
 
+from .answers import reason_of
 from .headers import auth_headers, parse_retry_after
 
 THUMBNAIL_SIZE = 256
@@ -42,7 +43,7 @@ def fetch_thumbnail(upload_url: str, token: str | None, cancelled: threading.Eve
             return Missing(f"server unreachable: {exc.__class__.__name__}")
         if response.status_code == 200:
             return response.content
-        reason = response.text.strip().splitlines()[0] if response.text.strip() else response.reason
+        reason = reason_of(response)
         wait = parse_retry_after(response.headers.get("Retry-After"))
         if wait is None:
             return Missing(f"{response.status_code}: {reason}")

@@ -16,23 +16,23 @@ and offset bookkeeping. Around its caveats:
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 import requests
-import urllib3
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
+from .answers import could_not_connect, describe, reason_of
 from .errors import (
     CHECKSUM,
     FATAL,
     GONE,
     NETWORK,
     RATE_LIMITED,
+    REFUSED,
     RETRYABLE,
     UNREACHABLE,
     Cancelled,
@@ -69,8 +69,7 @@ class UploadHooks(Protocol):
 
 def classify(resp: requests.Response, action: str) -> UploadError:
     """A non-success answer as an UploadError carrying the server's one-line reason."""
-    text = (resp.text or "").strip().splitlines()
-    reason = f"{action}: {resp.status_code} {text[0][:200] if text else resp.reason}"
+    reason = f"{action}: {resp.status_code} {reason_of(resp)}"
     status = resp.status_code
     if status in (429, 503):
         return UploadError(RATE_LIMITED, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
@@ -81,6 +80,22 @@ def classify(resp: requests.Response, action: str) -> UploadError:
     if status in (408, 409, 423) or status >= 500:
         return UploadError(RETRYABLE, reason, status, parse_retry_after(resp.headers.get("Retry-After")))
     return UploadError(FATAL, reason, status)
+
+
+def classify_creation(resp: requests.Response, endpoint: str) -> UploadError:
+    """A creation that did not give us an upload. Some answers mean the endpoint will refuse every file: no
+    such path (404), no POST there (405, 501), no token it knows (401), or something that is not a tus
+    server at all (no `Tus-Resumable` in a 404/405/501 or a 2xx without `Location`); trying again, or
+    with the next file, would only repeat it. Everything else is judged like any other answer."""
+    status = resp.status_code
+    tus = "Tus-Resumable" in resp.headers
+    if not tus and (status in (404, 405, 501) or status < 300):
+        return UploadError(REFUSED, f"not a tus server at {endpoint} ({status} {resp.reason})", status)
+    if status in (401, 404, 405, 501):
+        return UploadError(REFUSED, f"create: {status} {reason_of(resp)}", status)
+    if status < 300:
+        return UploadError(RETRYABLE, f"create: {status} without Location/Upload-Offset", status)
+    return classify(resp, "create")
 
 
 class TusSession:
@@ -110,31 +125,12 @@ class TusSession:
         try:
             return self.http.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            if _could_not_connect(exc):
-                raise UploadError(UNREACHABLE, f"{action}: cannot connect: {_describe(exc)}") from exc
-            raise UploadError(NETWORK, f"{action}: {_describe(exc)}") from exc
+            if could_not_connect(exc):
+                raise UploadError(UNREACHABLE, f"{action}: cannot connect: {describe(exc)}") from exc
+            raise UploadError(NETWORK, f"{action}: {describe(exc)}") from exc
 
     def close(self) -> None:
         self.http.close()
-
-
-def _could_not_connect(exc: requests.RequestException) -> bool:
-    """Refused, unroutable, unresolvable or timed out while connecting: nothing was sent."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(exc, requests.ConnectionError) and isinstance(
-        getattr(cause, "reason", None), urllib3.exceptions.NewConnectionError)
-
-
-def _describe(exc: requests.RequestException) -> str:
-    """The OS's words for it ("Connection refused") rather than urllib3's nested retry story."""
-    text = str(exc)
-    if m := re.search(r"\[Errno -?\d+\] ([^\"')]+)", text):
-        return m.group(1).strip()
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    return f"{type(exc).__name__}: {text[:200]}"
 
 
 class _ChunkBody:
@@ -185,8 +181,7 @@ class _TusFile(Uploader):
         resp = self._tus.request("POST", self.client.url, "create", headers=self.get_url_creation_headers())
         location = resp.headers.get("Location")
         if resp.status_code != 201 or not location:
-            raise classify(resp, "create") if resp.status_code >= 300 else UploadError(
-                RETRYABLE, f"create: {resp.status_code} without a Location header", resp.status_code)
+            raise classify_creation(resp, self.client.url)
         return requests.compat.urljoin(self.client.url, location)
 
     def create_with_upload(self) -> tuple[str, int]:
@@ -196,8 +191,7 @@ class _TusFile(Uploader):
         resp = self._tus.request("POST", self.client.url, "create", headers=headers, data=body)
         location, offset = resp.headers.get("Location"), resp.headers.get("Upload-Offset", "0")
         if resp.status_code != 201 or not location or not offset.isdigit():
-            raise classify(resp, "create") if resp.status_code >= 300 else UploadError(
-                RETRYABLE, f"create: {resp.status_code} without Location/Upload-Offset", resp.status_code)
+            raise classify_creation(resp, self.client.url)
         return requests.compat.urljoin(self.client.url, location), int(offset)
 
     def get_offset(self) -> int:

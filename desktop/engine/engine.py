@@ -12,7 +12,6 @@ anywhere under the engine: `tuskit sync` runs without it.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -33,7 +32,7 @@ from .attempt import Attempt
 from .backoff import ServerGate
 from .jobqueue import JobQueue
 from .journal import Journal, NewVersion, Version
-from .policy import SERVER_WIDE, decide
+from .policy import COUNT, GIVE_UP, SERVER_WIDE, UNREACHABLE_CAP, WAIT, decide
 from .runlock import RunLock
 from .states import (
     ACTIVE,
@@ -47,12 +46,15 @@ from .states import (
     UPLOADING,
     FileStatus,
 )
-from .sync_config import SyncConfig
+from .sync_config import SyncConfig, relative_path
 
 log = logging.getLogger("tuskit.desktop.engine")
 
 Listener = Callable[[ev.EngineEvent], None]
 _TICK = 0.5  # how often idle threads look at the stop flag
+ONE_SHOT_GRACE = 10.0
+"""Seconds a one-shot run (`sync --once`, `upload`) keeps trying a server it never reached: a server that
+is restarting comes back within it, a wrong address or a server that is down is reported in seconds."""
 
 
 class Engine:
@@ -77,8 +79,14 @@ class Engine:
         self._watchers: dict[Path, FolderWatcher] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._halt = threading.Event()  # stop, or a one-shot run gave up: workers stop waiting for the server
+        self._gave_up: str | None = None  # why a one-shot run gave up on the server; every file fails with it
         self._link_state = ""
         self._wait_streak = 0  # server-wide waits (429/503/unreachable) in a row: their backoff exponent
+        self._reached = False  # the server answered (or at least accepted a connection) in this run
+        self._offline_since: float | None = None  # first failed try to connect since it was last reached
+        self._offline_tries = 0
+        self._skipped: set[str] = set()  # paths already announced as skipped in this run
         self._started = False
 
     # ---- subscribers -------------------------------------------------------------------------------
@@ -108,12 +116,20 @@ class Engine:
         log.log(logging.WARNING if level != "info" else logging.INFO, "%s", message)
         self._emit(ev.Notice(message, level))
 
-    def _connection(self, state: str, detail: str = "") -> None:
+    def _connection(self, state: str, detail: str = "", tries: int = 0, retry_in: float | None = None) -> None:
+        """Announce a change of the server's state; every failed try to reach it is news too."""
         with self._lock:
-            if state == self._link_state:
+            if state == self._link_state and not tries:
                 return
             self._link_state = state
-        self._emit(ev.Connection(state, detail))
+        self._emit(ev.Connection(state, detail, tries, retry_in))
+
+    def _skip(self, path: str, reason: str) -> None:
+        with self._lock:
+            if path in self._skipped:
+                return
+            self._skipped.add(path)
+        self._emit(ev.Skipped(path, reason))
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -123,6 +139,8 @@ class Engine:
             return
         self._run_lock.acquire()  # JournalBusy if another engine runs on this journal
         self._started = True
+        if self.config.remember_roots:
+            self._restore_roots()
         for row in self._rows(ACTIVE):
             self.journal.update(row.id, state=QUEUED)
             self._queue.put(row.id)
@@ -135,6 +153,18 @@ class Engine:
                 self._watch(root)
         self._spawn("scanner", self._scan_loop)
 
+    def _restore_roots(self) -> None:
+        """The folders added in an earlier dashboard session; one that is not there now (an unplugged drive)
+        stays remembered for a later start."""
+        for path in self.journal.remembered_roots(self._server):
+            root = Path(path)
+            if root in self.config.roots:
+                continue
+            if root.is_dir():
+                self.config.roots.append(root)
+            else:
+                self._notice(f"{root}, added earlier, is not there now; it is watched again once it is", "warning")
+
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"tuskit-{name}", daemon=True)
         thread.start()
@@ -143,6 +173,7 @@ class Engine:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching and uploading; attempts in flight stop between blocks and resume next start."""
         self._stopping.set()
+        self._halt.set()
         with self._lock:
             for attempt in self._attempts.values():
                 attempt.cancel("stop")
@@ -171,15 +202,9 @@ class Engine:
 
     # ---- watching, scanning, stabilising ---------------------------------------------------------
 
-    def _root_of(self, path: str) -> Path | None:
-        for root in self.config.roots:
-            if path == str(root) or path.startswith(str(root) + os.sep):
-                return root
-        return None
-
     def _rows(self, states: Iterable[str]) -> list[Version]:
         """Current versions in `states` under the configured roots (the journal may know other folders)."""
-        return [r for r in self.journal.current_rows(self._server, states) if self._root_of(r.path) is not None]
+        return [r for r in self.journal.current_rows(self._server, states) if self.config.root_of(r.path) is not None]
 
     def _watch(self, root: Path) -> None:
         watcher = FolderWatcher(root, self._on_file, self._request_scan,
@@ -191,10 +216,18 @@ class Engine:
                          "error")
             return
         self._watchers[root] = watcher
+        self._notice(f"watching {root}{' by polling' if watcher.polling else ''}")
+
+    def _ignored(self, root: Path, path: str) -> bool:
+        """True (and announced once) if the rules leave `path` out."""
+        skip = self._rules.reason(root, Path(path))
+        if skip is not None:
+            self._skip(str(skip[0]), skip[1])
+        return skip is not None
 
     def _on_file(self, path: str, writer_finished: bool) -> None:
-        root = self._root_of(path)
-        if root is None or self._rules.ignores(root, Path(path)):
+        root = self.config.root_of(path)
+        if root is None or self._ignored(root, path):
             return
         with self._stab_cond:
             self._stab.note(path, time.monotonic(), writer_finished)
@@ -245,8 +278,8 @@ class Engine:
             for root in list(self.config.roots):
                 self._scan_tree(root, root)
             return
-        root = self._root_of(folder)
-        if root is not None and not self._rules.ignores(root, Path(folder)):
+        root = self.config.root_of(folder)
+        if root is not None and not self._ignored(root, folder):
             self._scan_tree(root, Path(folder))
 
     def _scan_tree(self, root: Path, start: Path) -> None:
@@ -256,7 +289,7 @@ class Engine:
         settled_before = time.time_ns() - int(self.config.quiet_seconds * 1e9)
         ready: list[Ready] = []
         young: list[str] = []
-        for path, size, mtime_ns in scan(root, self._rules, start):
+        for path, size, mtime_ns in scan(root, self._rules, start, self._skip):
             if self._stopping.is_set():
                 return
             if known.get(path) == (size, mtime_ns):
@@ -273,7 +306,7 @@ class Engine:
         """Stable files become journal versions and jobs, unless the journal already has that version."""
         new: list[NewVersion] = []
         for r in ready:
-            root = self._root_of(r.path)
+            root = self.config.root_of(r.path)
             if root is None:
                 continue
             if known is None:
@@ -321,6 +354,8 @@ class Engine:
             row = self.journal.get(job)
             if row is None or not row.current or row.state not in (QUEUED, BACKING_OFF):
                 return None
+            if self.config.root_of(row.path) is None:  # its folder is no longer watched: it waits in the journal
+                return None
             current = stat_file(row.path)
             if current is None:
                 self.journal.update(job, state=REMOVED, error="the file disappeared before its upload")
@@ -340,10 +375,35 @@ class Engine:
         try:
             # wait out a server-wide hold before claiming the file, so a waiting file does not look "uploading";
             # only workers holding a file wait here, so the one that goes first (the probe) has a request to make
-            if self._gate.wait_open(self._stopping) and (claimed := self._begin(job)) is not None:
+            if self._gave_up is not None:
+                self._abandon(job, self._gave_up)
+            elif self._gate.wait_open(self._halt) and (claimed := self._begin(job)) is not None:
                 self._attempt(job, tus, *claimed)
+            elif self._gave_up is not None:  # gave up while this worker waited for the server
+                self._abandon(job, self._gave_up)
         finally:
             self._gate.release()
+
+    def _abandon(self, job: int, reason: str) -> None:
+        """A one-shot run gave up on the server: a waiting file fails with that reason, untried."""
+        with self._lock:
+            row = self.journal.get(job)
+            if row is None or not row.current or row.state not in (QUEUED, BACKING_OFF):
+                return
+            self.journal.update(job, state=FAILED, error=reason)
+        self._emit(ev.Failed(row.path, reason, row.attempts, True))
+
+    def _give_up(self, reason: str) -> None:
+        """End a one-shot run against a server that will not take anything: every waiting file fails now."""
+        with self._lock:
+            if self._gave_up is not None:
+                return
+            self._gave_up = reason
+            rows = self._rows([QUEUED, BACKING_OFF])
+        self._notice(f"giving up: {reason}", "error")
+        self._halt.set()
+        for row in rows:
+            self._queue.put(row.id)  # due now: each fails without a request
 
     def _attempt(self, job: int, tus: TusSession, row: Version, attempt: Attempt) -> None:
         try:
@@ -374,6 +434,7 @@ class Engine:
         a HEAD; the server answered, which also ends a server-wide wait's probe."""
         self.journal.update(row.id, url=url, offset=offset)
         self._gate.succeeded()
+        self._reached_server()
         self._connection("online")
         self._emit(ev.Started(row.path, row.size, offset, url))
 
@@ -383,8 +444,8 @@ class Engine:
         self._check_unchanged(row)
 
     def _metadata(self, row: Version, sha256: str) -> dict[str, str]:
-        rel = Path(row.path).relative_to(row.root).as_posix()
-        return {"filename": Path(row.path).name, "relativePath": rel, "sha256": sha256}
+        path = Path(row.path)
+        return {"filename": path.name, "relativePath": relative_path(path, Path(row.root)), "sha256": sha256}
 
     @staticmethod
     def _differs(row: Version, current: tuple[int, int]) -> bool:
@@ -433,28 +494,59 @@ class Engine:
             if reason == "pause-all":
                 self._queue.put(row.id)
 
+    def _reached_server(self) -> None:
+        with self._lock:
+            self._reached = True
+            self._offline_since = None
+            self._offline_tries = 0
+
+    def _unreachable_mode(self) -> tuple[str, float]:
+        """What an unreachable server means now (policy WAIT, COUNT or GIVE_UP), and the longest wait."""
+        if self.config.watch:
+            return WAIT, UNREACHABLE_CAP
+        if self._reached:
+            return COUNT, UNREACHABLE_CAP
+        left = ONE_SHOT_GRACE - (time.monotonic() - (self._offline_since or time.monotonic()))
+        return (WAIT, left) if left > 0 else (GIVE_UP, 0.0)
+
     def _after_upload_error(self, row: Version, err: UploadError) -> None:
+        offline = err.kind == UNREACHABLE
+        if not offline:
+            self._reached_server()  # it answered, or at least took the connection
         with self._lock:
             if err.kind in SERVER_WIDE:
                 self._wait_streak += 1
             streak = self._wait_streak
-        # `sync --once` must end: there an unreachable server counts like any failure
-        decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
-                          wait_out_unreachable=self.config.watch)
+            if offline:
+                self._offline_tries += 1
+                self._offline_since = self._offline_since or time.monotonic()
+            tries, since = self._offline_tries, self._offline_since
+            mode, cap = self._unreachable_mode()
+            decision = decide(err, row.attempts, row.restarts, self.config.max_attempts, streak,
+                              unreachable=mode, unreachable_cap=cap)
+            if offline:  # announced under the lock, so tries are told in the order they were counted
+                if decision.server_wait:
+                    self._gate.close_for(decision.server_wait)
+                self._connection("offline", err.reason, tries, None if decision.final else decision.delay)
         attempts = row.attempts if decision.counts else row.attempts - 1
         if err.status is not None and err.kind != RATE_LIMITED:
             self._gate.succeeded()  # the server answered, and not with "wait": the probe is over
-        if err.kind == UNREACHABLE:
-            self._connection("offline", err.reason)
-        if decision.server_wait and self._gate.close_for(decision.server_wait):
-            if err.kind == RATE_LIMITED:
-                self._connection("rate-limited", err.reason)
+        held = offline and decision.server_wait > 0  # waiting for the server, not a failure of this file
+        if not offline and decision.server_wait and self._gate.close_for(decision.server_wait):
+            self._connection("rate-limited", err.reason)
             self._emit(ev.BackingOff(None, decision.server_wait, err.reason))
+        reason = err.reason
+        if decision.everyone and not self.config.watch:
+            if offline:
+                reason = (f"server unreachable at {self._server} ({err.reason}; {tries} tries in "
+                          f"{time.monotonic() - (since or time.monotonic()):.0f} s)")
+            self._give_up(reason)
         if decision.final:
-            self._settle(row.id, FAILED, error=err.reason, attempts=attempts)
-            self._emit(ev.Failed(row.path, err.reason, attempts, True))
+            self._settle(row.id, FAILED, error=reason, attempts=attempts)
+            self._emit(ev.Failed(row.path, reason, attempts, True))
             return
-        self._emit(ev.Failed(row.path, err.reason, attempts, False))
+        if not held:
+            self._emit(ev.Failed(row.path, err.reason, attempts, False))
         changes: dict[str, object] = {"error": err.reason, "attempts": attempts}
         if decision.restart:
             changes.update(url=None, offset=0, sha256=None, restarts=row.restarts + (err.kind == CHECKSUM))
@@ -466,7 +558,7 @@ class Engine:
                 self._exact_offsets[row.id] = err.exact_offset
             self.journal.update(row.id, state=BACKING_OFF if decision.delay else QUEUED, **changes)
             self._queue.put(row.id, decision.delay)
-        if decision.delay:
+        if decision.delay and not held:
             self._emit(ev.BackingOff(row.path, decision.delay, err.reason))
 
     # ---- user actions ------------------------------------------------------------------------------
@@ -538,11 +630,33 @@ class Engine:
             self._notice(f"not a folder: {root}", "error")
             return
         self.config.roots.append(root)
-        self._notice(f"watching {root}")
+        if self.config.remember_roots:
+            self.journal.remember_root(self._server, str(root))
         if self._started and not self._stopping.is_set():
             if self.config.watch:
                 self._watch(root)
+            with self._lock:  # what was left unfinished there (a scan only finds what changed)
+                for row in self._rows(ACTIVE):
+                    if self.config.root_of(row.path) == root and row.id not in self._attempts:
+                        self._queue.put(row.id)
             self._request_scan(str(root))
+
+    def forget_root(self, root: Path) -> None:
+        """Stop watching a folder, and stop remembering it if it was added in the dashboard. Its uploads stop
+        where they are (the journal keeps them, and adding the folder again resumes them); nothing is
+        deleted on disk or on the server."""
+        root = Path(root).expanduser().resolve()
+        if root not in self.config.roots:
+            return
+        self.config.roots.remove(root)
+        self.journal.forget_root(self._server, str(root))
+        if (watcher := self._watchers.pop(root, None)) is not None:
+            watcher.stop()
+        with self._lock:
+            for attempt in self._attempts.values():
+                if self.config.root_of(attempt.path) is None:
+                    attempt.cancel("stop")
+        self._notice(f"stopped watching {root}")
 
     # ---- views -------------------------------------------------------------------------------------
 
@@ -550,7 +664,7 @@ class Engine:
         """Current rows (one per path), for a front end that subscribes late."""
         with self._lock:
             live = {job: a.bytes_sent for job, a in self._attempts.items()}
-        return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts)
+        return [FileStatus(r.path, r.size, live.get(r.id, r.offset), r.state, r.error, r.url, r.attempts, r.sha256)
                 for r in self._rows(STATES)]
 
     def thumbnail(self, url: str, cancelled: threading.Event) -> bytes | Missing:

@@ -89,11 +89,25 @@ class Notice:
 
 @dataclass(frozen=True)
 class Connection:
-    """How the server is reachable, for a front end's header: `online`, `offline` or `rate-limited`."""
+    """How the server is reachable, for a front end's header: `online`, `offline` or `rate-limited`.
+
+    While it is offline, each failed try to reach it is announced again: `tries` counts them since it was
+    last reached, `retry_in` says when the next one goes (seconds; None: no further try)."""
 
     state: str
     detail: str = ""
+    tries: int = 0
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path under a root that is not uploaded, and why (hidden, a temporary file, an --ignore glob, a
+    symbolic link); a skipped folder stands for everything in it. Announced once per path and run."""
+
+    path: str
+    reason: str
 
 
 EngineEvent = (Queued | Started | Progress | Done | Failed | BackingOff | Paused | Resumed | Removed | Notice
-               | Connection)
+               | Connection | Skipped)

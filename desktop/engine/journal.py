@@ -7,6 +7,9 @@ that never finished is `superseded` and never uploaded. `removed` rows are files
 queue (or that vanished): the same version is not queued again, a changed one is. The states are in
 `states.py`.
 
+It also remembers the folders a user added in the dashboard (`roots`), per server, so the next `tuskit desk`
+watches them again.
+
 Upload-only: nothing here ever leads to a DELETE on the server.
 """
 
@@ -45,6 +48,12 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE INDEX IF NOT EXISTS versions_current ON versions (server, current, path);
 CREATE INDEX IF NOT EXISTS versions_done ON versions (server, path, sha256) WHERE state = 'done';
+CREATE TABLE IF NOT EXISTS roots (
+    server TEXT NOT NULL,
+    path TEXT NOT NULL,
+    added REAL NOT NULL,
+    PRIMARY KEY (server, path)
+);
 """
 
 _COLUMNS = ("id", "server", "root", "path", "size", "mtime_ns", "snapshot", "sha256", "url", "offset", "state",
@@ -179,3 +188,16 @@ class Journal:
         rows = self._query("server = ? AND path = ? AND sha256 = ? AND state = 'done' ORDER BY id DESC LIMIT 1",
                            (server, path, sha256))
         return rows[0] if rows else None
+
+    def remember_root(self, server: str, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO roots (server, path, added) VALUES (?, ?, ?)",
+                       (server, path, time.time()))
+
+    def forget_root(self, server: str, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM roots WHERE server = ? AND path = ?", (server, path))
+
+    def remembered_roots(self, server: str) -> list[str]:
+        with self._lock:
+            return [p for (p,) in self._db.execute("SELECT path FROM roots WHERE server = ? ORDER BY added", (server,))]

@@ -32,3 +32,4 @@ class FileStatus:
     error: str | None
     url: str | None
     attempts: int
+    sha256: str | None = None

@@ -6,6 +6,8 @@ flags) builds one, and tests and benchmarks build one directly.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +16,25 @@ import platformdirs
 MiB = 1024 * 1024
 
 
-def default_journal_path() -> Path:
-    """`~/.local/state/tuskit/journal.sqlite3`: state, not configuration, and not a cache to be wiped."""
-    return Path(platformdirs.user_state_dir("tuskit")) / "journal.sqlite3"
+def default_journal_path(name: str = "journal") -> Path:
+    """`~/.local/state/tuskit/journal.sqlite3`: state, not configuration, and not a cache to be wiped.
+    `tuskit upload` keeps its own (`upload.sqlite3`): a `tuskit sync` left running holds the sync journal's
+    run lock, and a one-off upload must not have to wait for it."""
+    return Path(platformdirs.user_state_dir("tuskit")) / f"{name}.sqlite3"
+
+
+def root_of(path: str, roots: Iterable[Path]) -> Path | None:
+    """The first root that holds `path` (a root that is a file holds itself), or None."""
+    for root in roots:
+        if path == str(root) or path.startswith(str(root) + os.sep):
+            return root
+    return None
+
+
+def relative_path(path: Path, root: Path) -> str:
+    """`path` below `root` in POSIX form, as the server is told it (`relativePath`); the root's own name is
+    not part of it (rclone and Syncthing keep the tree below the root). A root that is a file is its name."""
+    return path.name if path == root else path.relative_to(root).as_posix()
 
 
 @dataclass
@@ -41,6 +59,10 @@ class SyncConfig:
     timeout: float = 60.0
     max_attempts: int = 10
     watch: bool = True  # False (`sync --once`): scan the roots once, no watchers or periodic rescans
+    remember_roots: bool = False  # `tuskit desk`: folders added while running are watched again next start
+
+    def root_of(self, path: str) -> Path | None:
+        return root_of(path, self.roots)
 
     def __post_init__(self) -> None:
         self.roots = [Path(r).expanduser().resolve() for r in self.roots]

@@ -30,14 +30,14 @@ from ..engine.engine import Engine
 from ..engine.events import EngineEvent
 from ..engine.states import BACKING_OFF, PAUSED, UPLOADING
 from .model import PAUSABLE, Alert, AlertGate, Changes, DashboardModel, FileRow
-from .widgets.add_folder import AddFolderScreen
 from .widgets.backoff_toast import BackoffToast
 from .widgets.detail import DetailScreen
 from .widgets.file_table import WIDE_FROM, FileTable
+from .widgets.folders import AddFolderScreen, ForgetFolderScreen
 from .widgets.status_bar import StatusBar
 from .widgets.totals_bar import TotalsBar
 
-LOG_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
+LOG_STYLES = {"detail": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 LOG_LINES = 2000
 
 
@@ -70,6 +70,7 @@ class TuskitApp(App[int]):
         Binding("r", "retry_failed", "Retry", tooltip="Queue every failed file again"),
         Binding("x,delete", "remove_selected", "Remove", tooltip="Drop the selected file from the queue"),
         Binding("a", "add_folder", "Add", tooltip="Watch another folder"),
+        Binding("f", "forget_folder", "Forget", show=False, tooltip="Stop watching a folder"),  # 80 columns are full
         Binding("l", "toggle_log", "Log", tooltip="Open the log full screen (again to close)"),
         Binding("d", "details", "Details", show=False, tooltip="Show the selected file (thumbnail for images)"),
         Binding("q", "quit", "Quit", tooltip="Stop uploads and quit"),
@@ -90,7 +91,7 @@ class TuskitApp(App[int]):
         self._table = FileTable(self.model, id="files")
         self._totals = TotalsBar(id="totals")
         self._log_view = RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)
-        self._binding_state: tuple[bool, str | None] = (False, None)
+        self._binding_state: tuple[bool, str | None, bool] = (False, None, False)
         self._commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-desk-commands")
 
     def compose(self) -> ComposeResult:
@@ -109,9 +110,11 @@ class TuskitApp(App[int]):
             return
         self._engine_running = True
         now = time.monotonic()
+        self.model.set_roots(self.engine.config.roots)  # with the folders it remembered from earlier sessions
         self.model.load(self.engine.snapshot(), now)
         self.model.take_changes()
         self._table.rebuild(now)
+        self.watch(self.screen, "maximized", self._maximized_changed, init=False)
         self._redraw_status(now)
         self.set_interval(1.0, self._tick)
 
@@ -159,7 +162,7 @@ class TuskitApp(App[int]):
     def _update_bindings(self) -> None:
         """Re-label the footer only when what space and p would do changed (not on every progress batch)."""
         row = self._selected_row()
-        state = (self.model.paused_all, None if row is None else row.state)
+        state = (self.model.paused_all, None if row is None else row.state, self.model.has_failed())
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -175,8 +178,10 @@ class TuskitApp(App[int]):
                 return self.model.paused_all
             case "resume_selected":
                 return state == PAUSED
-            case "pause_selected":
-                return True if state in PAUSABLE else (False if state == PAUSED else None)
+            case "pause_selected":  # nothing to pause in a finished or failed file: not offered at all
+                return state in PAUSABLE
+            case "retry_failed":
+                return self.model.has_failed()
         return True
 
     def _tick(self) -> None:
@@ -276,9 +281,20 @@ class TuskitApp(App[int]):
         if folder is not None:
             self._command(partial(self.engine.add_root, folder), self._roots_changed)
 
+    def action_forget_folder(self) -> None:
+        self.push_screen(ForgetFolderScreen(self.engine.config.roots), self._forget_root)
+
+    def _forget_root(self, folder: Path | None) -> None:
+        if folder is not None:
+            self._command(partial(self.engine.forget_root, folder), self._roots_changed)
+
     def _roots_changed(self, _: None) -> None:
-        self.model.roots = list(self.engine.config.roots)
-        self._redraw_status(time.monotonic())
+        """Names follow the folders (several roots: led by the root's name); a forgotten one's rows go."""
+        now = time.monotonic()
+        self.model.set_roots(self.engine.config.roots)
+        self._table.rebuild(now)
+        self.model.take_changes()
+        self._redraw_status(now)
 
     def action_toggle_log(self) -> None:
         screen = self.screen
@@ -286,6 +302,12 @@ class TuskitApp(App[int]):
             screen.minimize()
         else:
             screen.maximize(self._log_view, container=False)
+            self._log_view.focus()  # arrows and page keys scroll it
+
+    def _maximized_changed(self, maximized: object) -> None:
+        """Back from the full-screen log (`l` or escape): the keys act on the table again."""
+        if maximized is None:
+            self._table.focus()
 
     def action_details(self) -> None:
         path = self._selected()

@@ -44,6 +44,15 @@ def human_duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def human_age(seconds: float) -> str:
+    """How long ago, in its largest unit: "42s", "7m", "3h", "12d"."""
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
 def shorten_middle(name: str, width: int) -> str:
     """Cut the middle of a long name so both its start and its extension stay visible."""
     if len(name) <= width:

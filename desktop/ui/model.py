@@ -22,9 +22,12 @@ from ..engine.events import (
     Queued,
     Removed,
     Resumed,
+    Skipped,
     Started,
 )
 from ..engine.states import ACTIVE, BACKING_OFF, DONE, FAILED, PAUSED, QUEUED, UPLOADING, FileStatus
+from ..engine.sync_config import relative_path, root_of
+from .formatting import human_duration
 
 PAUSABLE = frozenset(ACTIVE)
 """States a pause applies to (the engine's active ones); done and failed files have nothing left to pause."""
@@ -126,7 +129,7 @@ class Changes:
     rows: set[str] = field(default_factory=set)
     removed: set[str] = field(default_factory=set)
     log: list[tuple[str, str]] = field(default_factory=list)
-    """(level, text); level is info, warning or error."""
+    """(level, text); level is info, warning or error, or detail (skipped paths: many, and seldom news)."""
     alerts: list[Alert] = field(default_factory=list)
     backoff_started: bool = False
     """A server-wide wait began or was extended (the app shows a countdown)."""
@@ -151,6 +154,10 @@ class DashboardModel:
         self.roots: list[Path] = list(roots)
         self.connection = NOT_CONTACTED
         self.connection_detail = ""
+        self.offline_tries = 0
+        self.next_try_at: float | None = None
+        """While the server is unreachable: monotonic time of the engine's next try to reach it."""
+        self.skipped = 0
         self._connection_reported = False
         """Once the engine reports its connection itself, the model stops guessing it from other events."""
         self.paused_all = False
@@ -164,19 +171,23 @@ class DashboardModel:
         return changes
 
     def display_name(self, path: str) -> str:
-        """The path below the watched root that holds it (folders matter when names repeat)."""
+        """The path below the watched root that holds it (folders matter when names repeat); with several
+        roots, led by the root's name (or as many of its last folders as tell the roots apart)."""
         target = Path(path)
-        for root in self.roots:
-            if target.is_relative_to(root):
-                return str(target.relative_to(root))
-        return target.name
+        root = root_of(path, self.roots)
+        if root is None:
+            return target.name
+        name = relative_path(target, root)
+        if len(self.roots) < 2 or root == target:
+            return name
+        return f"{root_label(root, self.roots)}/{name}"
 
     def load(self, statuses: Iterable[FileStatus], now: float) -> None:
         """Rows from the engine's snapshot, for a dashboard that starts after the engine learned things."""
         for status in statuses:
             row = self._row(status.path, status.size)
             row.sent, row.state, row.error = status.sent, status.state, status.error
-            row.url, row.attempts, row.progress_at = status.url, status.attempts, now
+            row.url, row.attempts, row.progress_at, row.sha256 = status.url, status.attempts, now, status.sha256
             self._changes.rows.add(status.path)
 
     def apply(self, event: object, now: float) -> None:
@@ -245,15 +256,25 @@ class DashboardModel:
                     changes.removed.add(path)
                     changes.rows.discard(path)
                     changes.log.append(("info", f"removed {self.display_name(path)} from the queue"))
-            case Connection(state=state, detail=detail):
+            case Connection(state=state, detail=detail, tries=tries, retry_in=retry_in):
                 self._connection_reported = True
-                if (state, detail) != (self.connection, self.connection_detail):
+                self.offline_tries = tries
+                self.next_try_at = None if retry_in is None else now + retry_in
+                came = state != self.connection
+                if came or detail != self.connection_detail or tries:
                     self.connection, self.connection_detail = state, detail
                     changes.status = True
-                    text = f"server {state}{f': {detail}' if detail else ''}"
+                    if tries:  # every try to reach it counts, and says when the next one goes
+                        then = "giving up" if retry_in is None else f"next try in {human_duration(retry_in)}"
+                        text = f"server unreachable (try {tries}, {then}): {detail}"
+                    else:
+                        text = f"server {state}{f': {detail}' if detail else ''}"
                     changes.log.append(("warning" if state != "online" else "info", text))
-                    if state == "offline":  # uploads stall until it answers again: worth more than a log line
-                        changes.alerts.append(Alert(detail or "no answer", "warning", "Server offline"))
+                    if state == "offline" and came:  # uploads stall until it answers: worth more than a log line
+                        changes.alerts.append(Alert(detail or "no answer", "warning", "Server unreachable"))
+            case Skipped(path=path, reason=reason):
+                self.skipped += 1
+                changes.log.append(("detail", f"skipped {self.display_name(path)}: {reason}"))
             case Notice(message=message, level=level):
                 changes.log.append((level, message))
                 if level in ("warning", "error"):
@@ -268,8 +289,24 @@ class DashboardModel:
             self.backoff_until = None
             self._set_connection("online")
 
+    def set_roots(self, roots: Sequence[Path]) -> None:
+        """The watched folders changed: rows of a folder no longer watched leave the table."""
+        self.roots = list(roots)
+        for path in [p for p in self.rows if root_of(p, self.roots) is None]:
+            del self.rows[path]
+            self._changes.removed.add(path)
+
+    def has_failed(self) -> bool:
+        return any(row.state == FAILED for row in self.rows.values())
+
     def backoff_left(self, now: float) -> float | None:
         return None if self.backoff_until is None else max(self.backoff_until - now, 0.0)
+
+    def next_try_in(self, now: float) -> float | None:
+        """Seconds to the next try to reach an unreachable server; None when it is not unreachable."""
+        if self.connection != "offline" or self.next_try_at is None:
+            return None
+        return max(self.next_try_at - now, 0.0)
 
     def totals(self, now: float) -> Totals:
         by_state: dict[str, int] = {}
@@ -317,3 +354,14 @@ class DashboardModel:
             else:
                 continue
             self._changes.rows.add(row.path)
+
+
+def root_label(root: Path, roots: Sequence[Path]) -> str:
+    """The fewest last folders of `root` that no other root ends with: "Photos", or "ana/Photos" beside
+    "/home/bo/Photos"."""
+    parts = root.parts[1:] or root.parts
+    for n in range(1, len(parts) + 1):
+        label = parts[-n:]
+        if not any(other != root and other.parts[-n:] == label for other in roots):
+            return "/".join(label)
+    return str(root)

@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import io
 import random
+import re
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,9 @@ def test_rows_appear_for_dropped_files_progress_moves_and_they_finish(tmp_path: 
         await until(pilot, big_done, "big.bin done")
         await until(pilot, lambda: cell(app, small, "state") == "done", "notes.txt done")
         assert str(app.query_one("#totals-text", Static).render()).startswith("2/2 done")
+        # a finished file has nothing to pause, and nothing failed to retry: neither is offered
+        await until(pilot, lambda: "space" not in footer(app), "the footer to stop offering pause")
+        assert "r" not in footer(app) and footer(app).get("x") == "Remove"
         url = app.model.rows[str(big)].url
         assert url is not None and stored_sha256(url) == hashlib.sha256(big.read_bytes()).hexdigest()
         log = "\n".join(line.text for line in app.query_one(RichLog).lines)
@@ -183,6 +188,8 @@ def test_a_refused_file_is_notified_retried_and_removed(tmp_path: Path,
         await until(pilot, lambda: has_row(app, large) and cell(app, large, "state") == "failed", "failure")
         await until(pilot, lambda: any("too-large.bin" in t and "413" in t for t in toasts(app)), "failure toast")
         assert "413" in cell(app, large, "note")  # the wide layout says why, next to the name
+        await until(pilot, lambda: footer(app).get("r") == "Retry", "the footer to offer retry")
+        assert "space" not in footer(app)  # a failed file is retried, not paused
 
         await pilot.press("r")
         await until(pilot, lambda: any("Queued 1 failed file(s) again" in t for t in toasts(app)), "retry notice")
@@ -207,9 +214,14 @@ def test_an_unreachable_server_shows_offline(tmp_path: Path) -> None:
     async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
         await pilot.pause()
         (root / "waiting.txt").write_text("for the server\n")
-        await until(pilot, lambda: any("Server offline" in t for t in toasts(app)), "an offline toast")
-        assert "● offline" in str(app.query_one(StatusBar).render())
-        assert cell(app, root / "waiting.txt", "state") in ("queued", "backing-off")
+        await until(pilot, lambda: any("Server unreachable" in t for t in toasts(app)), "an unreachable toast")
+        await until(pilot, lambda: app.model.offline_tries >= 2, "a second try")
+        assert re.search(r"● offline \(try \d+, next in \d+s\)", str(app.query_one(StatusBar).render()))
+        log = "\n".join(line.text for line in app.query_one(RichLog).lines)
+        assert re.search(r"server unreachable \(try 2, next try in \d+s\): \w+: cannot connect", log), log
+        assert "attempt 0" not in log and "asked" not in log
+        assert not any("asked us to wait" in t for t in toasts(app))  # down is not rate-limited
+        assert cell(app, root / "waiting.txt", "state") == "queued"
 
     drive(cfg, scenario)
 
@@ -271,18 +283,19 @@ def test_the_detail_view_follows_an_image_until_done_then_shows_its_thumbnail(
     drive(cfg, scenario)
 
 
-def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProcess,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_added_folder_is_named_watched_again_at_the_next_start_and_can_be_forgotten(
+        tmp_path: Path, tus_server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # the folder is typed as a relative path: short to type, resolved by the dialog
     root, extra = tmp_path / "watched", tmp_path / "scans"
     root.mkdir()
     extra.mkdir()
-    scan = extra / "scan-001.txt"
+    mine, scan = root / "notes.txt", extra / "scan-001.txt"
+    mine.write_text("mine\n")
     scan.write_text("scanned\n")
-    cfg = config(tmp_path, root, tus_server.url)
+    cfg = partial(config, tmp_path, root, tus_server.url, remember_roots=True)  # as `tuskit desk` runs it
 
-    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
-        await pilot.pause()
+    async def add(pilot: Pilot[int], app: TuskitApp) -> None:
+        await until(pilot, lambda: has_row(app, mine) and cell(app, mine, "name") == "notes.txt", "the first row")
         await pilot.press("a")
         await pilot.press(*"nowhere", "enter")
         assert "not a folder: nowhere" in str(app.screen.query_one("#folder-error", Static).render())
@@ -290,13 +303,57 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         await until(pilot, lambda: extra in app.model.roots, "the folder is watched")
         assert str(extra) in str(app.query_one(StatusBar).render())
         await until(pilot, lambda: has_row(app, scan) and cell(app, scan, "state") == "done", "its file uploaded")
-        assert cell(app, scan, "name") == "scan-001.txt"
+        # two folders: each name says which one it is in
+        assert (cell(app, scan, "name"), cell(app, mine, "name")) == ("scans/scan-001.txt", "watched/notes.txt")
+        await pilot.press("q")
 
-        await pilot.press("l")
-        assert isinstance(app.screen.maximized, RichLog)
-        await pilot.press("l")
-        assert app.screen.maximized is None
+    async def restarted(pilot: Pilot[int], app: TuskitApp) -> None:
+        await until(pilot, lambda: has_row(app, scan), "the added folder's file, after a restart")
+        assert app.model.roots == [root, extra] and str(extra) in str(app.query_one(StatusBar).render())
+        await pilot.press("f")
+        await pilot.press("down", "enter")  # the second folder in the list: scans
+        await until(pilot, lambda: app.model.roots == [root], "the folder forgotten")
+        await until(pilot, lambda: not has_row(app, scan), "its rows gone")
+        assert cell(app, mine, "name") == "notes.txt" and scan.exists()
+        await pilot.press("q")
 
+    async def forgotten(pilot: Pilot[int], app: TuskitApp) -> None:
+        await until(pilot, lambda: has_row(app, mine), "the first row")
+        assert app.model.roots == [root] and not has_row(app, scan)
+        await pilot.press("q")
+
+    for scenario in (add, restarted, forgotten):
+        drive(cfg(), scenario)
+
+
+def test_the_log_goes_full_screen_and_the_keys_come_back_to_the_table(tmp_path: Path,
+                                                                     tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        log, table = app.query_one(RichLog), app.query_one(FileTable)
+        await until(pilot, lambda: has_row(app, root / "a.txt"), "a row")
+        strip = log.size.height
+        await pilot.press("l")
+        await until(pilot, lambda: log.size.height >= 30 - 2, "the log to fill the screen")
+        assert strip <= 12 and app.screen.maximized is log and app.focused is log
+        await pilot.press("l")
+        await until(pilot, lambda: log.size.height == strip, "the log back to its strip")
+        assert app.screen.maximized is None and app.focused is table
+        await pilot.press("l", "escape")  # escape also leaves the full-screen log
+        await until(pilot, lambda: app.screen.maximized is None and app.focused is table, "the table, after escape")
+
+    drive(config(tmp_path, root, tus_server.url), scenario, size=(100, 30))
+
+
+def test_the_palette_offers_what_applies_and_quit_stops_the_engine(tmp_path: Path, tus_server: ServerProcess) -> None:
+    root = tmp_path / "watched"
+    root.mkdir()
+
+    async def scenario(pilot: Pilot[int], app: TuskitApp) -> None:
+        await pilot.pause()
         await pilot.press("ctrl+p")
         await pilot.press(*"pause ev")  # fuzzy: only "Pause every upload" matches
         await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "palette hits")
@@ -309,7 +366,7 @@ def test_add_folder_log_palette_and_quit(tmp_path: Path, tus_server: ServerProce
         await until(pilot, lambda: app.return_code == 0, "the app to quit", timeout=15)
 
     before = set(threading.enumerate())
-    drive(cfg, scenario)
+    drive(config(tmp_path, root, tus_server.url), scenario)
     assert not engine_threads_started_since(before), "the engine was not stopped"
 
 

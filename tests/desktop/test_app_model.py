@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tuskit.desktop.engine.events import (
     BackingOff,
     Connection,
@@ -15,6 +17,7 @@ from tuskit.desktop.engine.events import (
     Queued,
     Removed,
     Resumed,
+    Skipped,
     Started,
 )
 from tuskit.desktop.engine.states import FileStatus
@@ -109,9 +112,46 @@ def test_the_engines_connection_report_wins_over_guesses() -> None:
     assert (model.connection, model.connection_detail) == ("offline", "connection refused")
     changes = model.take_changes()
     assert changes.log[0] == ("warning", "server offline: connection refused")
-    assert [(a.title, a.message) for a in changes.alerts] == [("Server offline", "connection refused")]
+    assert [(a.title, a.message) for a in changes.alerts] == [("Server unreachable", "connection refused")]
     model.apply(Connection("online"), 100.0)
     assert model.connection == "online"
+
+
+def test_an_unreachable_server_counts_its_tries_and_says_when_the_next_one_goes() -> None:
+    model = model_with(Queued(A, 10))
+    model.take_changes()
+    for tries, wait in ((1, 0.6), (2, 1.5), (3, 3.2)):
+        model.apply(Connection("offline", "create: cannot connect: Connection refused", tries, wait), 100.0 + tries)
+    changes = model.take_changes()
+    assert [text for _, text in changes.log] == [
+        f"server unreachable (try {n}, next try in {s}): create: cannot connect: Connection refused"
+        for n, s in ((1, "1s"), (2, "2s"), (3, "4s"))]
+    assert [a.title for a in changes.alerts] == ["Server unreachable"]  # one toast, not one per try
+    assert not any("attempt" in text or "wait" in text for _, text in changes.log)
+    assert model.offline_tries == 3 and model.next_try_in(104.0) == pytest.approx(2.2)
+    assert model.rows[A].state == "queued" and model.backoff_until is None  # not "the server asked us to wait"
+    model.apply(Connection("online"), 110.0)
+    assert model.next_try_in(110.0) is None
+
+
+def test_with_several_roots_names_say_which_folder_they_are_in() -> None:
+    photos, scans, other = Path("/home/ana/Photos"), Path("/home/ana/scans"), Path("/media/bo/Photos")
+    model = DashboardModel([photos])
+    assert model.display_name(str(photos / "2026" / "a.jpg")) == "2026/a.jpg"
+    model.roots = [photos, scans]
+    assert model.display_name(str(photos / "2026" / "a.jpg")) == "Photos/2026/a.jpg"
+    assert model.display_name(str(scans / "s.pdf")) == "scans/s.pdf"
+    model.roots = [photos, scans, other]
+    assert model.display_name(str(other / "b.jpg")) == "bo/Photos/b.jpg"
+    assert model.display_name(str(photos / "a.jpg")) == "ana/Photos/a.jpg"
+    single = Path("/tmp/report.pdf")  # `tuskit upload report.pdf other.pdf`: a root that is a file is its name
+    assert DashboardModel([single, scans]).display_name(str(single)) == "report.pdf"
+
+
+def test_skipped_paths_are_counted_and_logged_as_detail() -> None:
+    model = model_with(Skipped(str(ROOT / ".git"), "hidden (--include-hidden uploads it)"))
+    assert model.skipped == 1
+    assert model.take_changes().log == [("detail", "skipped .git: hidden (--include-hidden uploads it)")]
 
 
 def test_pause_all_spares_finished_files_and_resume_requeues_paused_ones() -> None:

@@ -13,13 +13,14 @@ from tuskit.desktop.client.errors import (
     GONE,
     NETWORK,
     RATE_LIMITED,
+    REFUSED,
     RETRYABLE,
     UNREACHABLE,
     UploadError,
 )
 from tuskit.desktop.client.headers import parse_retry_after
 from tuskit.desktop.engine.backoff import ServerGate, backoff_delay
-from tuskit.desktop.engine.policy import Decision, decide
+from tuskit.desktop.engine.policy import COUNT, GIVE_UP, Decision, decide
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling_and_the_cap() -> None:
@@ -98,4 +99,12 @@ def test_policy_table() -> None:
     offline = decide(_err(UNREACHABLE), attempts=50, restarts=0, max_attempts=5, wait_streak=20, rng=rng)
     assert not offline.final and not offline.counts and 0 <= offline.delay <= 60  # capped at a minute
     assert offline.server_wait == offline.delay
-    assert decide(_err(UNREACHABLE), attempts=5, restarts=0, max_attempts=5, wait_out_unreachable=False).final
+    assert decide(_err(UNREACHABLE), attempts=5, restarts=0, max_attempts=5, unreachable=COUNT).final
+    assert decide(_err(UNREACHABLE), attempts=1, restarts=0, max_attempts=5, unreachable=COUNT).delay <= 1.0
+    # a one-shot run that never reached the server: a short, bounded wait, then everything fails at once
+    short = decide(_err(UNREACHABLE), attempts=1, restarts=0, max_attempts=5, wait_streak=9, unreachable_cap=2.0)
+    assert not short.final and short.server_wait <= 2.0
+    assert decide(_err(UNREACHABLE), attempts=1, restarts=0, max_attempts=5,
+                  unreachable=GIVE_UP) == Decision(final=True, everyone=True)
+    # an endpoint that refuses every creation (not a tus server, no such path, unknown token) is not retried
+    assert decide(_err(REFUSED), attempts=1, restarts=0, max_attempts=5) == Decision(final=True, everyone=True)

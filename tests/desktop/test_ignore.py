@@ -48,3 +48,31 @@ def test_scan_prunes_ignored_folders_and_skips_symlinks(tmp_path: Path) -> None:
     assert found == {"top.jpg": 4, "a/one.txt": 4, "a/b/two.txt": 4}
     only_a = {Path(p).name for p, _, _ in scan(tmp_path, IgnoreRules(), start=tmp_path / "a")}
     assert only_a == {"one.txt", "two.txt"}
+
+
+def test_every_rule_says_why_and_names_the_outermost_ignored_folder(tmp_path: Path) -> None:
+    rules = IgnoreRules(["*.bak", "cache/*"])
+    hidden = "hidden (--include-hidden uploads it)"
+    assert rules.reason(tmp_path, tmp_path / ".git" / "objects" / "ab") == (tmp_path / ".git", hidden)
+    part = tmp_path / "a" / "film.part"
+    assert rules.reason(tmp_path, part) == (part, "temporary file (*.part)")
+    assert rules.reason(tmp_path, tmp_path / "old.bak") == (tmp_path / "old.bak", "--ignore *.bak")
+    assert rules.reason(tmp_path, tmp_path / "cache" / "x.jpg") == (tmp_path / "cache" / "x.jpg", "--ignore cache/*")
+    assert rules.reason(tmp_path, tmp_path / "a" / "photo.jpg") is None
+
+
+def test_scan_reports_what_it_leaves_out_and_takes_a_named_file_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_bytes(b"ref")
+    (tmp_path / "keep.jpg").write_bytes(b"data")
+    (tmp_path / "x.tmp").write_bytes(b"data")
+    os.symlink(tmp_path / "keep.jpg", tmp_path / "link.jpg")
+    skipped: list[tuple[str, str]] = []
+    found = [p for p, _, _ in scan(tmp_path, IgnoreRules(), on_skip=lambda p, why: skipped.append((p, why)))]
+    assert found == [str(tmp_path / "keep.jpg")]
+    assert sorted(skipped) == [(str(tmp_path / ".git"), "hidden (--include-hidden uploads it)"),
+                               (str(tmp_path / "link.jpg"), "symbolic link (never followed)"),
+                               (str(tmp_path / "x.tmp"), "temporary file (*.tmp)")]
+    named = tmp_path / ".env"  # `tuskit upload .env`: named on purpose, so no rule applies to it
+    named.write_bytes(b"KEY=1")
+    assert [(p, size) for p, size, _ in scan(named, IgnoreRules())] == [(str(named), 5)]

@@ -45,3 +45,17 @@ def test_only_known_columns_are_updatable(tmp_path: Path) -> None:
     [v] = j.add_versions(S, [NewVersion("/r", "/r/a", 1, 1)])
     with pytest.raises(ValueError):
         j.update(v.id, path="/elsewhere")
+
+
+def test_folders_added_in_the_dashboard_are_remembered_per_server_until_forgotten(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    j.remember_root(S, "/home/ana/scans")
+    j.remember_root(S, "/home/ana/renders")
+    j.remember_root(S, "/home/ana/scans")  # twice is once
+    j.remember_root("http://other/", "/elsewhere")
+    j.close()
+    again = Journal(tmp_path / "j.db")
+    assert again.remembered_roots(S) == ["/home/ana/scans", "/home/ana/renders"]
+    again.forget_root(S, "/home/ana/scans")
+    assert again.remembered_roots(S) == ["/home/ana/renders"]
+    assert again.remembered_roots("http://other/") == ["/elsewhere"]

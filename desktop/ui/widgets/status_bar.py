@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from ..formatting import human_duration
 from ..model import NOT_CONTACTED, DashboardModel
 
 CONNECTION_STYLES = {"online": "green", "rate-limited": "yellow", NOT_CONTACTED: "dim", "offline": "red"}
@@ -21,6 +22,9 @@ class StatusBar(Static):
         text = Text.assemble(("tuskit ", "bold"), "→ ", (self.server_url, "underline"), "  ")
         state = model.connection
         text.append(f"● {state}", style=CONNECTION_STYLES.get(state, ""))
+        next_try = model.next_try_in(now)
+        if next_try is not None:
+            text.append(f" (try {model.offline_tries}, next in {human_duration(next_try)})", style="red")
         if model.connection_detail:
             text.append(f" ({model.connection_detail})", style="dim")
         left = model.backoff_left(now)
