@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 
 from .config import ServerConfig
 from .core.config import ServiceConfig
+from .core.ports import BlobStore
 from .core.runtime import Runtime
 from .core.service import UploadService
 from .http import signing
@@ -55,6 +56,7 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
     secret = config.signing_secret.encode() if config.signing_secret else signing.data_dir_secret(config.data_dir)
     redis = connect(redis_url)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
+    store, store_threads = await _open_store(config, io)
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu", initializer=background_thread)
     state = RedisStateStore(redis)
@@ -65,7 +67,6 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
             log.warning("cleared %d upload locks left by a previous run that did not stop cleanly", cleared)
     await locker.start()
     events = EventBus(redis)
-    store = FileStore(config.data_dir)
     service = UploadService(Runtime(
         state, store, locker, events, io,
         ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
@@ -80,7 +81,19 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
         feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens,
     )
     _observe(ctx, events, state, locker)
-    return Assembly(ctx, redis, locker, (io, cpu))
+    return Assembly(ctx, redis, locker, (io, cpu, *store_threads))
+
+
+async def _open_store(config: ServerConfig, io: ThreadPoolExecutor) -> tuple[BlobStore, tuple[ThreadPoolExecutor, ...]]:
+    """The blob store --storage names, and its own threads; a bucket we cannot write stops the start."""
+    if config.storage == "file":
+        return FileStore(config.data_dir), ()
+    from .stores.s3 import S3Location, S3Store  # boto3 takes a while to import: only when used
+
+    location = S3Location.parse(config.storage, config.s3_endpoint, config.s3_region)
+    store = S3Store(location, config.s3_part_size)
+    await asyncio.get_running_loop().run_in_executor(io, store.check)
+    return store, (store.parts,)
 
 
 def _observe(ctx: ServerContext, events: EventBus, state: RedisStateStore, locker: RedisLocker) -> None:

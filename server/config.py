@@ -21,6 +21,10 @@ class ServerConfig:
     port: int = 1080
     data_dir: Path = field(default_factory=default_data_dir)
     redis_url: str | None = None  # None: start the embedded redis-server in data_dir
+    storage: str = "file"  # "file": the data dir; or s3://BUCKET[/PREFIX]
+    s3_endpoint: str | None = None  # None: AWS; else an S3-compatible server's URL
+    s3_region: str | None = None  # None: from the AWS configuration chain
+    s3_part_size: int = 8 * 1024 * 1024
     base_path: str = "/files/"
     max_size: int | None = None
     expire_after: float | None = 24 * 3600
@@ -53,5 +57,7 @@ class ServerConfig:
             raise ValueError(f"--base-path {self.base_path!r} would collide with {', '.join(OPS_PATHS)}")
         if not self.thumbnail_sizes or any(not 16 <= s <= 4096 for s in self.thumbnail_sizes):
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
+        if self.storage != "file" and not self.storage.startswith("s3://"):
+            raise ValueError(f"--storage must be 'file' or s3://BUCKET[/PREFIX], got {self.storage!r}")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")

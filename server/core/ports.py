@@ -86,8 +86,11 @@ class BlobWriter(Protocol):
     left past it are overwritten). Blocking: called in an executor."""
 
     def write(self, data: bytes | memoryview) -> None: ...
-    def sync(self) -> None:
-        """Everything written so far is durable: only after this may its offset be recorded."""
+    def sync(self, partial: bool = False) -> int:
+        """Make written bytes durable and return the position up to which they are: only up to there may an
+        offset be recorded. Everything written, or with `partial` (a checkpoint in the middle of a body) as
+        far as the store gets without extra work: S3 returns the end of the parts that landed and keeps the
+        tail of an unfilled part for the body's end, so the offset advances as parts land."""
     def close(self) -> None: ...
 
 
@@ -107,6 +110,7 @@ class BlobStore(Protocol):
     - `writer.sync()`: file: fdatasync. S3: the bytes that do not fill a part yet are PUT as one
       "incomplete part" object, where any process can continue from them (S3 cannot read back the parts
       of an unfinished multipart upload, so the tail must live outside it until it fills a part).
+      `sync(partial=True)` at a checkpoint mid-body: S3 answers how far the landed parts reach.
     - `finalize(id, length)`: file: truncate to `length` and fsync. S3: the incomplete part goes up as the
       last part, then CompleteMultipartUpload with the parts' ETags; the helper objects go.
     - `read(id, start, end)` and `open(id)`: only for finished blobs (S3: GetObject with Range).
@@ -134,6 +138,9 @@ class BlobStore(Protocol):
     def get_derived(self, upload_id: str, name: str) -> bytes | None: ...
     def free_space(self) -> int | None:
         """Bytes that can still be stored; None where storage is not bounded by one disk."""
+    def unfinished(self, started_before: float) -> list[str]:
+        """IDs of unfinished blobs started before `started_before` (unix time), for the sweeper to delete
+        those without a live upload record (a process died between creating the blob and its record)."""
 
 
 # ---- events ------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .runtime import Runtime
 log = logging.getLogger("tuskit.server.core")
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+STRAY_AGE_SECONDS = 86400.0  # when uploads never expire: how old an unrecorded blob must be to go
 
 
 class UploadService:
@@ -218,9 +219,9 @@ class UploadService:
             rt.spawn(self.concat.merge_finals(finals))
 
     async def sweep(self, now: float | None = None) -> int:
-        """Delete unfinished uploads whose expiry passed; returns how many went."""
+        """Delete unfinished uploads whose expiry passed, and stray blobs; returns how many went."""
         now = time.time() if now is None else now
-        swept = 0
+        swept = await self._sweep_strays(now)
         for upload_id in await self.rt.state.expired(now, 500):
             try:
                 lease = await self.rt.locker.acquire(upload_id)
@@ -235,4 +236,17 @@ class UploadService:
             finally:
                 await lease.release()
         return swept
+
+    async def _sweep_strays(self, now: float) -> int:
+        """Unfinished blobs without a live record (a process died between creating a blob and recording it,
+        or while deleting one) go once they are older than the expiry: nobody can resume them."""
+        strays = 0
+        started_before = now - (self.config.expire_after or STRAY_AGE_SECONDS)
+        for upload_id in await self.rt.io(self.rt.store.unfinished, started_before):
+            upload = await self.rt.state.get(upload_id)
+            if upload is None or upload.status in (TERMINATED, EXPIRED, FAILED):
+                await self.rt.io(self.rt.store.delete, upload_id)
+                log.info("deleted stray unfinished blob %s (%s)", upload_id, upload.status if upload else "no record")
+                strays += 1
+        return strays
 

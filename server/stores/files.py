@@ -36,9 +36,10 @@ class FileWriter:
             view = view[written:]
         start_writeback(self.fd, start, self.position - start)
 
-    def sync(self) -> None:
+    def sync(self, partial: bool = False) -> int:
         """The written bytes (and the size needed to read them) are on disk: fdatasync skips timestamps."""
         os.fdatasync(self.fd)
+        return self.position
 
     def close(self) -> None:
         os.close(self.fd)
@@ -131,6 +132,11 @@ class FileStore:
             return (self._derived_dir(upload_id) / name).read_bytes()
         except FileNotFoundError:
             return None
+
+    def unfinished(self, started_before: float) -> list[str]:
+        """None: a file does not say whether its upload finished, and a finished file without a record (Redis
+        lost its data) must not be swept away as garbage."""
+        return []
 
     def free_space(self) -> int:
         st = os.statvfs(self.uploads)

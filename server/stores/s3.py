@@ -1,0 +1,511 @@
+"""Upload bytes in an S3 bucket (core.ports.BlobStore): one S3 multipart upload per tus upload.
+
+S3 cannot read back the parts of an unfinished multipart upload and refuses parts under 5 MiB (but the
+last), so an upload's bytes live in two places until it finishes:
+
+- parts on a fixed grid: part n holds bytes [(n-1)*P, n*P) of the upload (P = the part size). A part goes
+  up as soon as the writer holds P bytes, while the next bytes arrive; every part below the recorded
+  offset has landed, so any process can tell from the offset alone which parts exist.
+- the "tail": the bytes of the part still filling, PUT as one small object (`<id>.tail/<n>`, named by the
+  part it will become) when a request body ends, where any process continues from it.
+
+Objects of an upload, all under `<prefix><id>`: the blob itself (once completed), `<id>.mpu` (the
+multipart UploadId, written at creation, so any process can continue the upload), `<id>.tail/<n>` and
+`<id>.derived/<name>` (thumbnails, reports). Deleting an upload deletes everything under that prefix.
+
+Every method blocks (boto3) and runs in the core's I/O executor; part uploads run in the store's own
+threads so the request that feeds a writer keeps streaming. Failures of S3 reach the core as OSError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MIN_PART = 5 * MiB  # S3 refuses smaller parts (EntityTooSmall), except the last one
+MAX_PART = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+DEFAULT_PART = 8 * MiB
+_READ = MiB
+_MISSING = {"404", "NoSuchKey", "NoSuchUpload", "NotFound"}
+
+T = TypeVar("T")
+
+
+class S3Failure(OSError):
+    """S3 refused or could not be reached: the core answers a storage failure (500), never a traceback."""
+
+
+class BucketUnusable(ValueError):
+    """The configured bucket cannot be reached or written: the server does not start."""
+
+
+def _missing(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+def _as_oserror(fn: Callable[..., T]) -> Callable[..., T]:
+    """S3's exceptions as OSError, the only storage failure the core knows."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise S3Failure(f"s3: {exc}") from exc
+    return wrapper
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """`s3://BUCKET[/PREFIX]` with the endpoint and region to reach it."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, endpoint: str | None = None, region: str | None = None) -> S3Location:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"--storage must be 'file' or s3://BUCKET[/PREFIX], got {url!r}")
+        prefix = parts.path.strip("/")
+        return cls(parts.netloc, prefix + "/" if prefix else "", endpoint, region)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def s3_client(location: S3Location, connections: int) -> Any:
+    """A thread-safe client; credentials come from boto3's usual chain (environment, profile, instance role)."""
+    config = Config(
+        max_pool_connections=connections, connect_timeout=5, read_timeout=60,
+        retries={"mode": "standard", "max_attempts": 5},
+        # a custom endpoint (MinIO, a test server) is usually not reachable under bucket subdomains
+        s3={"addressing_style": "path"} if location.endpoint else None,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=location.endpoint, region_name=location.region,
+                                          config=config)
+
+
+class S3Store:
+    """Uploads in one bucket under a prefix. IDs reaching here were validated by `core.ids` (32 hex digits,
+    so `<prefix><id>` names exactly one upload's objects)."""
+
+    def __init__(self, location: S3Location, part_size: int = DEFAULT_PART, part_threads: int = 16) -> None:
+        if not MIN_PART <= part_size <= MAX_PART:
+            raise ValueError(f"--s3-part-size must be between 5MiB and 5GiB, got {part_size}")
+        self.location = location
+        self.bucket = location.bucket
+        self.part_size = part_size
+        self.s3 = s3_client(location, connections=part_threads + 16)
+        # part uploads run here, one per writer at a time, while the writer takes the next bytes
+        self.parts = ThreadPoolExecutor(max_workers=part_threads, thread_name_prefix="tuskit-s3-part")
+        self._upload_ids: OrderedDict[str, str] = OrderedDict()  # upload id -> multipart UploadId
+        self._ids_lock = threading.Lock()
+
+    # ---- keys --------------------------------------------------------------------------------------
+
+    def key(self, upload_id: str) -> str:
+        return self.location.prefix + upload_id
+
+    def _mpu_key(self, upload_id: str) -> str:
+        return self.key(upload_id) + ".mpu"
+
+    def tail_key(self, upload_id: str, part: int) -> str:
+        return f"{self.key(upload_id)}.tail/{part:05d}"
+
+    def _derived_key(self, upload_id: str, name: str) -> str:
+        return f"{self.key(upload_id)}.derived/{name}"
+
+    # ---- start-up ----------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Write and delete a probe object: a bucket we cannot use stops the server before it takes uploads."""
+        probe = f"{self.location.prefix}.tuskit-probe-{time.time_ns()}"
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+            self.s3.delete_object(Bucket=self.bucket, Key=probe)
+        except (ClientError, BotoCoreError) as exc:
+            raise BucketUnusable(f"cannot write to {self.location}: {exc}") from None
+
+    # ---- the multipart upload ----------------------------------------------------------------------
+
+    @_as_oserror
+    def create(self, upload_id: str) -> None:
+        mpu = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key(upload_id))["UploadId"]
+        self.s3.put_object(Bucket=self.bucket, Key=self._mpu_key(upload_id), Body=mpu.encode())
+        self._remember(upload_id, mpu)
+
+    def _remember(self, upload_id: str, mpu: str) -> None:
+        with self._ids_lock:
+            self._upload_ids[upload_id] = mpu
+            self._upload_ids.move_to_end(upload_id)
+            while len(self._upload_ids) > 10_000:
+                self._upload_ids.popitem(last=False)
+
+    def multipart_id(self, upload_id: str) -> str | None:
+        """The upload's S3 UploadId (None once completed or deleted); cached, as it never changes."""
+        with self._ids_lock:
+            known = self._upload_ids.get(upload_id)
+        if known is not None:
+            return known
+        try:
+            mpu = self.s3.get_object(Bucket=self.bucket, Key=self._mpu_key(upload_id))["Body"].read().decode()
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        self._remember(upload_id, mpu)
+        return mpu
+
+    def _forget(self, upload_id: str) -> None:
+        with self._ids_lock:
+            self._upload_ids.pop(upload_id, None)
+
+    @_as_oserror
+    def writer(self, upload_id: str, offset: int) -> S3Writer:
+        mpu = self.multipart_id(upload_id)
+        if mpu is None:
+            raise S3Failure(f"upload {upload_id} has no multipart upload in {self.location}")
+        return S3Writer(self, upload_id, mpu, offset)
+
+    def upload_part(self, upload_id: str, mpu: str, number: int, data: bytes) -> str:
+        return str(self.s3.upload_part(Bucket=self.bucket, Key=self.key(upload_id), UploadId=mpu,
+                                       PartNumber=number, Body=data)["ETag"])
+
+    def get_tail(self, upload_id: str, part: int, size: int) -> bytes:
+        """The first `size` bytes of the tail that will become part `part`: bytes a recorded offset counts."""
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.tail_key(upload_id, part),
+                                      Range=f"bytes=0-{size - 1}")["Body"].read()
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            body = b""
+        if len(body) != size:
+            raise S3Failure(f"upload {upload_id}: its stored tail has {len(body)} of the {size} bytes recorded")
+        return bytes(body)
+
+    def drop_tail(self, upload_id: str, part: int) -> None:
+        """Best effort, off the request's path: a tail that stays behind is deleted with its upload."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.tail_key(upload_id, part))
+
+    @_as_oserror
+    def finalize(self, upload_id: str, length: int) -> None:
+        """The last part goes up from the tail, then CompleteMultipartUpload. A repeat (a process died
+        between completing and publishing, or another one completed it) finds the object already there."""
+        mpu = self.multipart_id(upload_id)
+        try:
+            if mpu is None:
+                raise S3Failure(f"upload {upload_id} has no multipart upload")
+            self._complete(upload_id, mpu, length)
+        except (ClientError, S3Failure):
+            if not self._is_complete(upload_id, length):
+                raise
+        self._drop_helpers(upload_id)
+
+    def _complete(self, upload_id: str, mpu: str, length: int) -> None:
+        """Complete the grid's parts into an object of `length` bytes."""
+        full, rest = divmod(length, self.part_size)
+        if rest or length == 0:  # S3 needs at least one part, even for an empty upload
+            tail = self.get_tail(upload_id, full + 1, rest) if rest else b""
+            self.upload_part(upload_id, mpu, full + 1, tail)
+        count = full + (1 if rest or length == 0 else 0)
+        etags = self._etags(upload_id, mpu, count, length)
+        self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key(upload_id), UploadId=mpu,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]})
+
+    def _etags(self, upload_id: str, mpu: str, count: int, length: int) -> dict[int, str]:
+        """ETags of parts 1..count, checked against the sizes the grid says they have (parts past them are
+        leftovers of a crash past the recorded offset: completing without them discards them)."""
+        etags: dict[int, str] = {}
+        pages = self.s3.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=self.key(upload_id),
+                                                             UploadId=mpu)
+        for page in pages:
+            for part in page.get("Parts", []):
+                number = part["PartNumber"]
+                if number > count:
+                    continue
+                expected = min(self.part_size, length - (number - 1) * self.part_size)
+                if part["Size"] != expected:
+                    raise S3Failure(f"upload {upload_id}: part {number} has {part['Size']} bytes, not {expected}")
+                etags[number] = part["ETag"]
+        missing = [n for n in range(1, count + 1) if n not in etags]
+        if missing:
+            raise S3Failure(f"upload {upload_id}: parts {missing[:5]} are missing from its multipart upload")
+        return etags
+
+    def _is_complete(self, upload_id: str, length: int) -> bool:
+        try:
+            size = self.s3.head_object(Bucket=self.bucket, Key=self.key(upload_id))["ContentLength"]
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return bool(size == length)
+
+    def _drop_helpers(self, upload_id: str) -> None:
+        """The UploadId and the tails, once the object is complete (they are all under `<id>.`)."""
+        self._forget(upload_id)
+        self._delete_keys([self._mpu_key(upload_id), *self._list(self.key(upload_id) + ".tail/")])
+
+    # ---- concatenation -----------------------------------------------------------------------------
+
+    @_as_oserror
+    def concat(self, final_id: str, parts: list[tuple[str, int]]) -> None:
+        """Copied inside S3 (UploadPartCopy) when every partial but the last makes a valid part, else streamed
+        through a writer. Either way the final's object is complete afterwards (its finalize finds it so)."""
+        mpu = self.multipart_id(final_id)
+        if mpu is None:
+            raise S3Failure(f"final upload {final_id} has no multipart upload")
+        total = sum(length for _, length in parts)
+        pieces = _copy_plan(parts, self.part_size)
+        if pieces is None:
+            self._concat_streaming(final_id, mpu, parts, total)
+            return
+        etags = []
+        for number, (part_id, start, end) in enumerate(pieces, 1):
+            copied = self.s3.upload_part_copy(
+                Bucket=self.bucket, Key=self.key(final_id), UploadId=mpu, PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": self.key(part_id)},
+                CopySourceRange=f"bytes={start}-{end - 1}")
+            etags.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        if not etags:  # every partial is empty
+            etags.append({"PartNumber": 1, "ETag": self.upload_part(final_id, mpu, 1, b"")})
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key(final_id), UploadId=mpu,
+                                          MultipartUpload={"Parts": etags})
+        self._drop_helpers(final_id)
+
+    def _concat_streaming(self, final_id: str, mpu: str, parts: list[tuple[str, int]], total: int) -> None:
+        writer = S3Writer(self, final_id, mpu, 0)
+        try:
+            for part_id, length in parts:
+                for block in self.read(part_id, 0, length):
+                    writer.write(block)
+            writer.sync()
+        finally:
+            writer.close()
+        self._complete(final_id, mpu, total)
+        self._drop_helpers(final_id)
+
+    # ---- finished blobs ----------------------------------------------------------------------------
+
+    def read(self, upload_id: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end) with one ranged GET, in blocks of at most 1 MiB."""
+        if end <= start:
+            return
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(upload_id),
+                                      Range=f"bytes={start}-{end - 1}")["Body"]
+            with contextlib.closing(body):
+                remaining = end - start
+                while remaining > 0:
+                    block = body.read(min(_READ, remaining))
+                    if not block:
+                        raise S3Failure(f"upload {upload_id} is shorter than expected")
+                    remaining -= len(block)
+                    yield block
+        except (ClientError, BotoCoreError) as exc:  # a generator: the decorator would see none of these
+            raise S3Failure(f"s3: {exc}") from exc
+
+    @_as_oserror
+    def open(self, upload_id: str) -> BinaryIO:
+        size = self.s3.head_object(Bucket=self.bucket, Key=self.key(upload_id))["ContentLength"]
+        return io.BufferedReader(_RangedReader(self, upload_id, size), buffer_size=256 * 1024)  # type: ignore[return-value]
+
+    # ---- deletion ----------------------------------------------------------------------------------
+
+    @_as_oserror
+    def delete(self, upload_id: str) -> None:
+        """Abort the multipart upload (any S3 knows of for this key, not only the recorded one) and delete
+        every object of the upload: nothing is left behind."""
+        key = self.key(upload_id)
+        mpus = {m for m in [self.multipart_id(upload_id)] if m}
+        listed = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        mpus.update(u["UploadId"] for u in listed.get("Uploads", []) if u["Key"] == key)
+        for mpu in mpus:
+            try:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=mpu)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+        self._forget(upload_id)
+        self._delete_keys(self._list(key))
+
+    def _list(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            batch = keys[i:i + 1000]
+            result = self.s3.delete_objects(Bucket=self.bucket,
+                                            Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            if result.get("Errors"):
+                raise S3Failure(f"could not delete {result['Errors'][0]}")
+
+    @_as_oserror
+    def unfinished(self, started_before: float) -> list[str]:
+        """IDs of multipart uploads under our prefix started before `started_before` (unix time): the sweeper
+        aborts those without a live upload record (a process died between creating one and recording it)."""
+        found = []
+        pages = self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                        Prefix=self.location.prefix)
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                upload_id = upload["Key"][len(self.location.prefix):]
+                if upload["Initiated"].timestamp() < started_before and len(upload_id) == 32:
+                    found.append(upload_id)
+        return found
+
+    # ---- derived artefacts -------------------------------------------------------------------------
+
+    @_as_oserror
+    def put_derived(self, upload_id: str, name: str, data: bytes) -> None:
+        """One PUT: S3 never shows half an object."""
+        self.s3.put_object(Bucket=self.bucket, Key=self._derived_key(upload_id, name), Body=data)
+
+    @_as_oserror
+    def get_derived(self, upload_id: str, name: str) -> bytes | None:
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=self._derived_key(upload_id, name))["Body"].read())
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def free_space(self) -> None:
+        return None
+
+
+def _copy_plan(parts: list[tuple[str, int]], part_size: int) -> list[tuple[str, int, int]] | None:
+    """(partial, start, end) ranges to copy as parts, in order; None when a partial other than the last is
+    under S3's minimum part size (then the bytes are streamed instead)."""
+    plan: list[tuple[str, int, int]] = []
+    sized = [(part_id, length) for part_id, length in parts if length > 0]
+    for i, (part_id, length) in enumerate(sized):
+        if length < MIN_PART and i < len(sized) - 1:
+            return None
+        pieces = max(1, -(-length // MAX_PART))  # S3 copies at most 5 GiB into one part
+        step = -(-length // pieces)
+        plan += [(part_id, start, min(start + step, length)) for start in range(0, length, step)]
+    return plan if len(plan) <= MAX_PARTS else None
+
+
+class S3Writer:
+    """Appends to one upload from a recorded offset (core.ports.BlobWriter).
+
+    Bytes gather in `tail`; each full part goes up in the store's part threads while the next bytes arrive,
+    at most one part in flight per writer, so a writer holds at most about two parts of memory. A part
+    number stored before a crash past the recorded offset is simply uploaded again.
+    """
+
+    def __init__(self, store: S3Store, upload_id: str, mpu: str, offset: int) -> None:
+        self.store = store
+        self.upload_id = upload_id
+        self.mpu = mpu
+        full, rest = divmod(offset, store.part_size)
+        self.part = full + 1  # the part `tail` will become
+        self.landed = full * store.part_size  # bytes in landed parts: the recorded offset says these exist
+        self.position = offset
+        self.tail = bytearray(store.get_tail(upload_id, self.part, rest) if rest else b"")
+        self.in_flight: Future[int] | None = None  # a part upload; its result is where its bytes end
+        if full:  # the tail of the part before is stale now that its part landed; the rest go at finalize
+            store.parts.submit(store.drop_tail, upload_id, full)
+
+    @_as_oserror
+    def write(self, data: bytes | memoryview) -> None:
+        self.tail += data
+        self.position += len(data)
+        size = self.store.part_size
+        while len(self.tail) >= size:
+            part = bytes(self.tail[:size])
+            del self.tail[:size]
+            self._wait()
+            self.in_flight = self.store.parts.submit(self._upload, self.part, part)
+            self.part += 1
+
+    def _upload(self, number: int, data: bytes) -> int:
+        self.store.upload_part(self.upload_id, self.mpu, number, data)
+        return number * self.store.part_size
+
+    def _wait(self) -> None:
+        """The part in flight has landed (or its failure is raised here)."""
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            self.landed = in_flight.result()
+
+    @_as_oserror
+    def sync(self, partial: bool = False) -> int:
+        """`partial` (a checkpoint mid-body): the end of the parts that landed, without waiting or PUTting the
+        tail, so the offset advances as parts land. Otherwise everything: the part in flight lands, and the
+        tail is PUT where any process continues from it."""
+        if partial:
+            if self.in_flight is not None and self.in_flight.done():
+                self._wait()
+            return self.landed
+        self._wait()
+        if self.tail:
+            self.store.s3.put_object(Bucket=self.store.bucket, Key=self.store.tail_key(self.upload_id, self.part),
+                                     Body=bytes(self.tail))
+        return self.position
+
+    def close(self) -> None:
+        """Never leaves a part upload running after the writer's lease may have gone to another writer."""
+        with contextlib.suppress(Exception):
+            self._wait()
+        self.tail = bytearray()
+
+
+class _RangedReader(io.RawIOBase):
+    """A finished object as a seekable raw stream: each read is a ranged GET (decoders seek around)."""
+
+    def __init__(self, store: S3Store, upload_id: str, size: int) -> None:
+        self.store = store
+        self.upload_id = upload_id
+        self.size = size
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self.pos + len(view), self.size)
+        got = 0
+        for block in self.store.read(self.upload_id, self.pos, end):
+            view[got:got + len(block)] = block
+            got += len(block)
+        self.pos += got
+        return got
