@@ -60,5 +60,14 @@ class Storage:
         uploads = s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
         return {o["Key"] for o in objects} | {"multipart:" + u["Key"] for u in uploads}
 
+    def leave_bytes(self, server: ServerProcess, upload_id: str, body: bytes) -> None:
+        """Store `body` as an unfinished upload's bytes, as a process that died after writing them left them
+        (S3: as the tail of part 1, so `body` must be smaller than a part)."""
+        if self.moto is None:
+            (server.data_dir / "uploads" / upload_id).write_bytes(body)
+        else:
+            key = f"{self._prefixes[server.url]}/{upload_id}.tail/00001"
+            self.client().put_object(Bucket=self.bucket, Key=key, Body=body)
+
     def holds(self, server: ServerProcess, upload_id: str) -> bool:
         return any(upload_id in key for key in self.keys(server))

@@ -17,6 +17,8 @@ from faults.tus_ops import Source
 
 from support import ServerProcess, patch_upload, stored_sha256
 
+pytestmark = pytest.mark.file_store  # a full disk is the file store's failure
+
 MIB = 1024 * 1024
 
 

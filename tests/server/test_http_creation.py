@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import redis
 import requests
+from storage import Storage
 
 from tuskit.server.redis.embedded import EmbeddedRedis
 
@@ -64,13 +65,13 @@ def test_creation_with_upload_and_a_checksum(tus_server: ServerProcess) -> None:
     assert bad.status_code == 460
 
 
-def test_creation_with_a_body_longer_than_the_upload_is_413_and_creates_nothing(tus_server: ServerProcess) -> None:
-    uploads = tus_server.data_dir / "uploads"
-    before = set(uploads.iterdir())
+def test_creation_with_a_body_longer_than_the_upload_is_413_and_creates_nothing(
+        tus_server: ServerProcess, storage: Storage) -> None:
+    before = storage.keys(tus_server)
     response = create_upload(tus_server.url, 3, data=b"four")
     assert response.status_code == 413
     assert "Location" not in response.headers
-    assert set(uploads.iterdir()) == before
+    assert storage.keys(tus_server) == before
 
 
 def test_post_with_octet_stream_content_type_and_no_body(tus_server: ServerProcess) -> None:
