@@ -45,6 +45,9 @@ class Storage:
         self._prefixes[server.url] = prefix
         return server
 
+    def prefix_of(self, server: ServerProcess) -> str:
+        return self._prefixes[server.url]
+
     def client(self) -> Any:
         assert self.moto is not None
         return self.moto.client()
@@ -54,7 +57,7 @@ class Storage:
         if self.moto is None:
             return {str(p.relative_to(server.data_dir)) for d in ("uploads", "derived")
                     for p in (server.data_dir / d).rglob("*")}
-        prefix = self._prefixes[server.url] + "/"
+        prefix = self.prefix_of(server) + "/"
         s3 = self.client()
         objects = s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
         uploads = s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
@@ -66,7 +69,7 @@ class Storage:
         if self.moto is None:
             (server.data_dir / "uploads" / upload_id).write_bytes(body)
         else:
-            key = f"{self._prefixes[server.url]}/{upload_id}.tail/00001"
+            key = f"{self.prefix_of(server)}/{upload_id}.tail/00001"
             self.client().put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def holds(self, server: ServerProcess, upload_id: str) -> bool:
