@@ -132,6 +132,7 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_server(args: argparse.Namespace) -> int:
     import uvloop
+    from redis.exceptions import RedisError
 
     from .app import serve
     from .config import ServerConfig
@@ -159,8 +160,10 @@ def run_server(args: argparse.Namespace) -> int:
     redis_url = config.redis_url or embedded.start()  # type: ignore[union-attr]
     try:
         uvloop.run(serve(config, redis_url))  # libuv's loop: measured +12% 64 KiB PATCHes/s over asyncio's
-    except (ValueError, FileNotFoundError) as exc:  # a bad --tokens file, found while starting
+    except (ValueError, FileNotFoundError) as exc:  # a bad --tokens file or an unusable bucket, found while starting
         raise SystemExit(f"tuskit server: {exc}") from None
+    except RedisError as exc:  # --redis-url names a Redis we cannot reach (or whose certificate we cannot trust)
+        raise SystemExit(f"tuskit server: redis: {exc}") from None
     finally:
         if embedded is not None:
             embedded.stop()

@@ -7,7 +7,9 @@ last), so an upload's bytes live in two places until it finishes:
   up as soon as the writer holds P bytes, while the next bytes arrive; every part below the recorded
   offset has landed, so any process can tell from the offset alone which parts exist.
 - the "tail": the bytes of the part still filling, PUT as one small object (`<id>.tail/<n>`, named by the
-  part it will become) when a request body ends, where any process continues from it.
+  part it will become) when a request body ends, where any process continues from it. Tails of parts that
+  landed stay until the upload completes: after a Redis failover the recorded offset can go back (the
+  replica had not seen the last advances), and the tail of that older offset must still be there.
 
 Objects of an upload, all under `<prefix><id>`: the blob itself (once completed), `<id>.mpu` (the
 multipart UploadId, written at creation, so any process can continue the upload), `<id>.tail/<n>` and
@@ -203,11 +205,6 @@ class S3Store:
         if len(body) != size:
             raise S3Failure(f"upload {upload_id}: its stored tail has {len(body)} of the {size} bytes recorded")
         return bytes(body)
-
-    def drop_tail(self, upload_id: str, part: int) -> None:
-        """Best effort, off the request's path: a tail that stays behind is deleted with its upload."""
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.s3.delete_object(Bucket=self.bucket, Key=self.tail_key(upload_id, part))
 
     @_as_oserror
     def finalize(self, upload_id: str, length: int) -> None:
@@ -430,8 +427,6 @@ class S3Writer:
         self.position = offset
         self.tail = bytearray(store.get_tail(upload_id, self.part, rest) if rest else b"")
         self.in_flight: Future[int] | None = None  # a part upload; its result is where its bytes end
-        if full:  # the tail of the part before is stale now that its part landed; the rest go at finalize
-            store.parts.submit(store.drop_tail, upload_id, full)
 
     @_as_oserror
     def write(self, data: bytes | memoryview) -> None:
