@@ -48,6 +48,11 @@ class Storage:
     def prefix_of(self, server: ServerProcess) -> str:
         return self._prefixes[server.url]
 
+    @property
+    def endpoint(self) -> str:
+        assert self.moto is not None
+        return self.moto.endpoint
+
     def client(self) -> Any:
         assert self.moto is not None
         return self.moto.client()

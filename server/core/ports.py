@@ -100,7 +100,7 @@ class BlobStore(Protocol):
     Blocking methods, called in an executor. How each maps onto the local file store and onto an S3
     multipart upload (one per tus upload):
 
-    - `create(id)`: file: an empty file. S3: CreateMultipartUpload; its UploadId is kept in a small
+    - `create(id, length)`: file: an empty file. S3: CreateMultipartUpload; its UploadId is kept in a small
       object beside the blob (or found again with ListMultipartUploads), so any process can continue it.
     - `writer(id, offset).write(data)`: file: pwrite at the position. S3: bytes gather into parts; every
       full part (at least 5 MiB: S3 refuses smaller parts with EntityTooSmall, except the last one at
@@ -121,7 +121,8 @@ class BlobStore(Protocol):
     - `put_derived` / `get_derived`: file: files under a per-upload directory. S3: PutObject/GetObject.
     """
 
-    def create(self, upload_id: str) -> None: ...
+    def create(self, upload_id: str, length: int | None) -> None:
+        """An empty blob; `length` (None: deferred) lets S3 pick parts large enough for 10,000 of them."""
     def writer(self, upload_id: str, offset: int) -> BlobWriter: ...
     def finalize(self, upload_id: str, length: int) -> None:
         """All bytes are in: drop anything past `length` and make the blob durable and readable."""

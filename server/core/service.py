@@ -138,7 +138,7 @@ class UploadService:
         if concat is not None and concat.kind == "final":
             upload = await self.concat.prepare_final(upload, concat)
         try:
-            await self.rt.io(self.rt.store.create, upload.id)
+            await self.rt.io(self.rt.store.create, upload.id, upload.length)
         except OSError as exc:
             raise storage_error(exc) from exc
         await self.rt.state.create(upload)

@@ -63,7 +63,7 @@ class FileStore:
     def _derived_dir(self, upload_id: str) -> Path:
         return self.derived / upload_id
 
-    def create(self, upload_id: str) -> None:
+    def create(self, upload_id: str, length: int | None = None) -> None:
         os.close(os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
 
     def writer(self, upload_id: str, offset: int) -> FileWriter:

@@ -12,8 +12,9 @@ last), so an upload's bytes live in two places until it finishes:
   replica had not seen the last advances), and the tail of that older offset must still be there.
 
 Objects of an upload, all under `<prefix><id>`: the blob itself (once completed), `<id>.mpu` (the
-multipart UploadId, written at creation, so any process can continue the upload), `<id>.tail/<n>` and
-`<id>.derived/<name>` (thumbnails, reports). Deleting an upload deletes everything under that prefix.
+multipart UploadId and the upload's part size, written at creation, so any process can continue it),
+`<id>.tail/<n>` and `<id>.derived/<name>` (thumbnails, reports). Deleting an upload deletes everything
+under that prefix.
 
 Every method blocks (boto3) and runs in the core's I/O executor; part uploads run in the store's own
 threads so the request that feeds a writer keeps streaming. Failures of S3 reach the core as OSError.
@@ -75,6 +76,15 @@ def _as_oserror(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 @dataclass(frozen=True)
+class Multipart:
+    """An upload's S3 multipart upload: its UploadId and the part size of its grid (fixed at creation, so that
+    every process cuts the same parts)."""
+
+    id: str
+    part_size: int
+
+
+@dataclass(frozen=True)
 class S3Location:
     """`s3://BUCKET[/PREFIX]` with the endpoint and region to reach it."""
 
@@ -120,7 +130,7 @@ class S3Store:
         self.s3 = s3_client(location, connections=part_threads + 16)
         # part uploads run here, one per writer at a time, while the writer takes the next bytes
         self.parts = ThreadPoolExecutor(max_workers=part_threads, thread_name_prefix="tuskit-s3-part")
-        self._upload_ids: OrderedDict[str, str] = OrderedDict()  # upload id -> multipart UploadId
+        self._multiparts: OrderedDict[str, Multipart] = OrderedDict()  # upload id -> its multipart upload
         self._ids_lock = threading.Lock()
 
     # ---- keys --------------------------------------------------------------------------------------
@@ -150,44 +160,53 @@ class S3Store:
 
     # ---- the multipart upload ----------------------------------------------------------------------
 
+    def part_size_for(self, length: int | None) -> int:
+        """The configured part size, or larger when `length` would not fit into S3's 10,000 parts with it (a
+        deferred length gets the configured size: such an upload can grow to 10,000 parts)."""
+        needed = -(-length // MAX_PARTS) if length else 0
+        return max(self.part_size, -(-needed // MiB) * MiB)
+
     @_as_oserror
-    def create(self, upload_id: str) -> None:
+    def create(self, upload_id: str, length: int | None = None) -> None:
+        part_size = self.part_size_for(length)
         mpu = self.s3.create_multipart_upload(Bucket=self.bucket, Key=self.key(upload_id))["UploadId"]
-        self.s3.put_object(Bucket=self.bucket, Key=self._mpu_key(upload_id), Body=mpu.encode())
-        self._remember(upload_id, mpu)
+        self.s3.put_object(Bucket=self.bucket, Key=self._mpu_key(upload_id), Body=f"{mpu}\n{part_size}".encode())
+        self._remember(upload_id, Multipart(mpu, part_size))
 
-    def _remember(self, upload_id: str, mpu: str) -> None:
+    def _remember(self, upload_id: str, multipart: Multipart) -> None:
         with self._ids_lock:
-            self._upload_ids[upload_id] = mpu
-            self._upload_ids.move_to_end(upload_id)
-            while len(self._upload_ids) > 10_000:
-                self._upload_ids.popitem(last=False)
+            self._multiparts[upload_id] = multipart
+            self._multiparts.move_to_end(upload_id)
+            while len(self._multiparts) > 10_000:
+                self._multiparts.popitem(last=False)
 
-    def multipart_id(self, upload_id: str) -> str | None:
-        """The upload's S3 UploadId (None once completed or deleted); cached, as it never changes."""
+    def multipart(self, upload_id: str) -> Multipart | None:
+        """The upload's multipart upload (None once completed or deleted); cached, as it never changes."""
         with self._ids_lock:
-            known = self._upload_ids.get(upload_id)
+            known = self._multiparts.get(upload_id)
         if known is not None:
             return known
         try:
-            mpu = self.s3.get_object(Bucket=self.bucket, Key=self._mpu_key(upload_id))["Body"].read().decode()
+            text = self.s3.get_object(Bucket=self.bucket, Key=self._mpu_key(upload_id))["Body"].read().decode()
         except ClientError as exc:
             if _missing(exc):
                 return None
             raise
-        self._remember(upload_id, mpu)
-        return mpu
+        mpu, _, part_size = text.partition("\n")
+        multipart = Multipart(mpu, int(part_size))
+        self._remember(upload_id, multipart)
+        return multipart
 
     def _forget(self, upload_id: str) -> None:
         with self._ids_lock:
-            self._upload_ids.pop(upload_id, None)
+            self._multiparts.pop(upload_id, None)
 
     @_as_oserror
     def writer(self, upload_id: str, offset: int) -> S3Writer:
-        mpu = self.multipart_id(upload_id)
-        if mpu is None:
+        multipart = self.multipart(upload_id)
+        if multipart is None:
             raise S3Failure(f"upload {upload_id} has no multipart upload in {self.location}")
-        return S3Writer(self, upload_id, mpu, offset)
+        return S3Writer(self, upload_id, multipart, offset)
 
     def upload_part(self, upload_id: str, mpu: str, number: int, data: bytes) -> str:
         return str(self.s3.upload_part(Bucket=self.bucket, Key=self.key(upload_id), UploadId=mpu,
@@ -210,40 +229,40 @@ class S3Store:
     def finalize(self, upload_id: str, length: int) -> None:
         """The last part goes up from the tail, then CompleteMultipartUpload. A repeat (a process died
         between completing and publishing, or another one completed it) finds the object already there."""
-        mpu = self.multipart_id(upload_id)
+        multipart = self.multipart(upload_id)
         try:
-            if mpu is None:
+            if multipart is None:
                 raise S3Failure(f"upload {upload_id} has no multipart upload")
-            self._complete(upload_id, mpu, length)
+            self._complete(upload_id, multipart, length)
         except (ClientError, S3Failure):
             if not self._is_complete(upload_id, length):
                 raise
         self._drop_helpers(upload_id)
 
-    def _complete(self, upload_id: str, mpu: str, length: int) -> None:
+    def _complete(self, upload_id: str, multipart: Multipart, length: int) -> None:
         """Complete the grid's parts into an object of `length` bytes."""
-        full, rest = divmod(length, self.part_size)
+        full, rest = divmod(length, multipart.part_size)
         if rest or length == 0:  # S3 needs at least one part, even for an empty upload
             tail = self.get_tail(upload_id, full + 1, rest) if rest else b""
-            self.upload_part(upload_id, mpu, full + 1, tail)
+            self.upload_part(upload_id, multipart.id, full + 1, tail)
         count = full + (1 if rest or length == 0 else 0)
-        etags = self._etags(upload_id, mpu, count, length)
+        etags = self._etags(upload_id, multipart, count, length)
         self.s3.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key(upload_id), UploadId=mpu,
+            Bucket=self.bucket, Key=self.key(upload_id), UploadId=multipart.id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]})
 
-    def _etags(self, upload_id: str, mpu: str, count: int, length: int) -> dict[int, str]:
+    def _etags(self, upload_id: str, multipart: Multipart, count: int, length: int) -> dict[int, str]:
         """ETags of parts 1..count, checked against the sizes the grid says they have (parts past them are
         leftovers of a crash past the recorded offset: completing without them discards them)."""
         etags: dict[int, str] = {}
         pages = self.s3.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=self.key(upload_id),
-                                                             UploadId=mpu)
+                                                             UploadId=multipart.id)
         for page in pages:
             for part in page.get("Parts", []):
                 number = part["PartNumber"]
                 if number > count:
                     continue
-                expected = min(self.part_size, length - (number - 1) * self.part_size)
+                expected = min(multipart.part_size, length - (number - 1) * multipart.part_size)
                 if part["Size"] != expected:
                     raise S3Failure(f"upload {upload_id}: part {number} has {part['Size']} bytes, not {expected}")
                 etags[number] = part["ETag"]
@@ -272,13 +291,14 @@ class S3Store:
     def concat(self, final_id: str, parts: list[tuple[str, int]]) -> None:
         """Copied inside S3 (UploadPartCopy) when every partial but the last makes a valid part, else streamed
         through a writer. Either way the final's object is complete afterwards (its finalize finds it so)."""
-        mpu = self.multipart_id(final_id)
-        if mpu is None:
+        multipart = self.multipart(final_id)
+        if multipart is None:
             raise S3Failure(f"final upload {final_id} has no multipart upload")
+        mpu = multipart.id
         total = sum(length for _, length in parts)
-        pieces = _copy_plan(parts, self.part_size)
+        pieces = _copy_plan(parts)
         if pieces is None:
-            self._concat_streaming(final_id, mpu, parts, total)
+            self._concat_streaming(final_id, multipart, parts, total)
             return
         etags = []
         for number, (part_id, start, end) in enumerate(pieces, 1):
@@ -293,8 +313,9 @@ class S3Store:
                                           MultipartUpload={"Parts": etags})
         self._drop_helpers(final_id)
 
-    def _concat_streaming(self, final_id: str, mpu: str, parts: list[tuple[str, int]], total: int) -> None:
-        writer = S3Writer(self, final_id, mpu, 0)
+    def _concat_streaming(self, final_id: str, multipart: Multipart, parts: list[tuple[str, int]],
+                          total: int) -> None:
+        writer = S3Writer(self, final_id, multipart, 0)
         try:
             for part_id, length in parts:
                 for block in self.read(part_id, 0, length):
@@ -302,7 +323,7 @@ class S3Store:
             writer.sync()
         finally:
             writer.close()
-        self._complete(final_id, mpu, total)
+        self._complete(final_id, multipart, total)
         self._drop_helpers(final_id)
 
     # ---- finished blobs ----------------------------------------------------------------------------
@@ -337,7 +358,7 @@ class S3Store:
         """Abort the multipart upload (any S3 knows of for this key, not only the recorded one) and delete
         every object of the upload: nothing is left behind."""
         key = self.key(upload_id)
-        mpus = {m for m in [self.multipart_id(upload_id)] if m}
+        mpus = {m.id for m in [self.multipart(upload_id)] if m}
         listed = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
         mpus.update(u["UploadId"] for u in listed.get("Uploads", []) if u["Key"] == key)
         for mpu in mpus:
@@ -395,7 +416,7 @@ class S3Store:
         return None
 
 
-def _copy_plan(parts: list[tuple[str, int]], part_size: int) -> list[tuple[str, int, int]] | None:
+def _copy_plan(parts: list[tuple[str, int]]) -> list[tuple[str, int, int]] | None:
     """(partial, start, end) ranges to copy as parts, in order; None when a partial other than the last is
     under S3's minimum part size (then the bytes are streamed instead)."""
     plan: list[tuple[str, int, int]] = []
@@ -417,13 +438,14 @@ class S3Writer:
     number stored before a crash past the recorded offset is simply uploaded again.
     """
 
-    def __init__(self, store: S3Store, upload_id: str, mpu: str, offset: int) -> None:
+    def __init__(self, store: S3Store, upload_id: str, multipart: Multipart, offset: int) -> None:
         self.store = store
         self.upload_id = upload_id
-        self.mpu = mpu
-        full, rest = divmod(offset, store.part_size)
+        self.mpu = multipart.id
+        self.part_size = multipart.part_size
+        full, rest = divmod(offset, self.part_size)
         self.part = full + 1  # the part `tail` will become
-        self.landed = full * store.part_size  # bytes in landed parts: the recorded offset says these exist
+        self.landed = full * self.part_size  # bytes in landed parts: the recorded offset says these exist
         self.position = offset
         self.tail = bytearray(store.get_tail(upload_id, self.part, rest) if rest else b"")
         self.in_flight: Future[int] | None = None  # a part upload; its result is where its bytes end
@@ -432,7 +454,7 @@ class S3Writer:
     def write(self, data: bytes | memoryview) -> None:
         self.tail += data
         self.position += len(data)
-        size = self.store.part_size
+        size = self.part_size
         while len(self.tail) >= size:
             part = bytes(self.tail[:size])
             del self.tail[:size]
@@ -442,7 +464,7 @@ class S3Writer:
 
     def _upload(self, number: int, data: bytes) -> int:
         self.store.upload_part(self.upload_id, self.mpu, number, data)
-        return number * self.store.part_size
+        return number * self.part_size
 
     def _wait(self) -> None:
         """The part in flight has landed (or its failure is raised here)."""

@@ -18,6 +18,8 @@ from moto_server import CREDENTIALS, MotoServer
 from storage import Storage
 from tus_calls import poll
 
+from tuskit.server.stores.s3 import S3Location, S3Store
+
 from support import (
     OFFSET_TYPE,
     TUS,
@@ -179,6 +181,13 @@ def test_sweeper_aborts_multipart_uploads_nobody_recorded(s3: Storage, tmp_path:
         assert requests.head(live, headers=TUS, timeout=10).status_code == 410
     finally:
         server.stop()
+
+
+def test_parts_grow_when_an_upload_would_need_more_than_10000(s3: Storage) -> None:
+    store = S3Store(S3Location(s3.bucket, "", s3.endpoint, "us-east-1"), PART)
+    assert store.part_size_for(None) == store.part_size_for(10_000 * PART) == PART
+    assert store.part_size_for(10_000 * PART + 1) == PART + MiB  # whole MiB, at least length / 10,000
+    assert store.part_size_for(5 * 1024**4) == 525 * MiB  # S3's largest object still fits
 
 
 def test_a_bucket_the_server_cannot_write_stops_it_with_one_line(moto: MotoServer, tmp_path: Path) -> None:
