@@ -23,6 +23,7 @@ class RoundRobin:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._run, name="round-robin", daemon=True)
         self.port = 0
 
@@ -52,8 +53,15 @@ class RoundRobin:
         self._ready.set()
         async with server:
             await self._stop.wait()
+        for handler in self._handlers:  # clients' keep-alive connections end with the balancer
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         index = next(self._turn)
         self.picked.append(index)
         try:

@@ -6,14 +6,14 @@ last), so an upload's bytes live in two places until it finishes:
 - parts on a fixed grid: part n holds bytes [(n-1)*P, n*P) of the upload (P = the part size). A part goes
   up as soon as the writer holds P bytes, while the next bytes arrive; every part below the recorded
   offset has landed, so any process can tell from the offset alone which parts exist.
-- the "tail": the bytes of the part still filling, PUT as one small object (`<id>.tail/<n>`, named by the
-  part it will become) when a request body ends, where any process continues from it. Tails of parts that
-  landed stay until the upload completes: after a Redis failover the recorded offset can go back (the
-  replica had not seen the last advances), and the tail of that older offset must still be there.
+- the "tail": the bytes of the part still filling, stored when a request body ends (as segments under
+  `<id>.tail/<n>/`, see `tails`), where any process continues from them. Tails of parts that landed stay
+  until the upload completes: after a Redis failover the recorded offset can go back (the replica had not
+  seen the last advances), and the tail of that older offset must still be there.
 
 Objects of an upload, all under `<prefix><id>`: the blob itself (once completed), `<id>.mpu` (the
 multipart UploadId and the upload's part size, written at creation, so any process can continue it),
-`<id>.tail/<n>` and `<id>.derived/<name>` (thumbnails, reports). Deleting an upload deletes everything
+`<id>.tail/...` and `<id>.derived/<name>` (thumbnails, reports). Deleting an upload deletes everything
 under that prefix.
 
 Every method blocks (boto3) and runs in the core's I/O executor; part uploads run in the store's own
@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from .tails import MAX_SEGMENTS, Tail, TailCache, chain, segment_key, segments_prefix
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ class S3Store:
         # part uploads run here, one per writer at a time, while the writer takes the next bytes
         self.parts = ThreadPoolExecutor(max_workers=part_threads, thread_name_prefix="tuskit-s3-part")
         self._multiparts: OrderedDict[str, Multipart] = OrderedDict()  # upload id -> its multipart upload
+        self.tails = TailCache()
         self._ids_lock = threading.Lock()
 
     # ---- keys --------------------------------------------------------------------------------------
@@ -141,8 +144,6 @@ class S3Store:
     def _mpu_key(self, upload_id: str) -> str:
         return self.key(upload_id) + ".mpu"
 
-    def tail_key(self, upload_id: str, part: int) -> str:
-        return f"{self.key(upload_id)}.tail/{part:05d}"
 
     def _derived_key(self, upload_id: str, name: str) -> str:
         return f"{self.key(upload_id)}.derived/{name}"
@@ -212,18 +213,28 @@ class S3Store:
         return str(self.s3.upload_part(Bucket=self.bucket, Key=self.key(upload_id), UploadId=mpu,
                                        PartNumber=number, Body=data)["ETag"])
 
-    def get_tail(self, upload_id: str, part: int, size: int) -> bytes:
-        """The first `size` bytes of the tail that will become part `part`: bytes a recorded offset counts."""
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.tail_key(upload_id, part),
-                                      Range=f"bytes=0-{size - 1}")["Body"].read()
-        except ClientError as exc:
-            if not _missing(exc):
-                raise
-            body = b""
-        if len(body) != size:
-            raise S3Failure(f"upload {upload_id}: its stored tail has {len(body)} of the {size} bytes recorded")
-        return bytes(body)
+    def get_tail(self, upload_id: str, offset: int, part_size: int) -> Tail:
+        """The tail an upload has at a recorded `offset`: bytes of its unfilled part up to there."""
+        full, rest = divmod(offset, part_size)
+        if rest == 0:
+            return Tail(b"", 0)
+        cached = self.tails.take(upload_id, offset)
+        if cached is not None:
+            return cached
+        prefix = segments_prefix(self.key(upload_id), full + 1)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        listed = {int(o["Key"][len(prefix):]): o["Size"] for page in pages for o in page.get("Contents", [])}
+        pieces = chain(listed, rest)
+        if pieces is None:
+            raise S3Failure(f"upload {upload_id}: its stored tail does not reach the recorded offset {offset}")
+        data = b"".join(
+            self.s3.get_object(Bucket=self.bucket, Key=segment_key(self.key(upload_id), full + 1, start),
+                               Range=f"bytes=0-{length - 1}")["Body"].read()
+            for start, length in pieces)
+        return Tail(data, len(pieces))
+
+    def put_segment(self, upload_id: str, part: int, start: int, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=segment_key(self.key(upload_id), part, start), Body=data)
 
     @_as_oserror
     def finalize(self, upload_id: str, length: int) -> None:
@@ -243,8 +254,8 @@ class S3Store:
         """Complete the grid's parts into an object of `length` bytes."""
         full, rest = divmod(length, multipart.part_size)
         if rest or length == 0:  # S3 needs at least one part, even for an empty upload
-            tail = self.get_tail(upload_id, full + 1, rest) if rest else b""
-            self.upload_part(upload_id, multipart.id, full + 1, tail)
+            last = self.get_tail(upload_id, length, multipart.part_size).data
+            self.upload_part(upload_id, multipart.id, full + 1, last)
         count = full + (1 if rest or length == 0 else 0)
         etags = self._etags(upload_id, multipart, count, length)
         self.s3.complete_multipart_upload(
@@ -283,6 +294,7 @@ class S3Store:
     def _drop_helpers(self, upload_id: str) -> None:
         """The UploadId and the tails, once the object is complete (they are all under `<id>.`)."""
         self._forget(upload_id)
+        self.tails.forget(upload_id)
         self._delete_keys([self._mpu_key(upload_id), *self._list(self.key(upload_id) + ".tail/")])
 
     # ---- concatenation -----------------------------------------------------------------------------
@@ -368,6 +380,7 @@ class S3Store:
                 if not _missing(exc):
                     raise
         self._forget(upload_id)
+        self.tails.forget(upload_id)
         self._delete_keys(self._list(key))
 
     def _list(self, prefix: str) -> list[str]:
@@ -443,11 +456,15 @@ class S3Writer:
         self.upload_id = upload_id
         self.mpu = multipart.id
         self.part_size = multipart.part_size
-        full, rest = divmod(offset, self.part_size)
+        full = offset // self.part_size
         self.part = full + 1  # the part `tail` will become
         self.landed = full * self.part_size  # bytes in landed parts: the recorded offset says these exist
         self.position = offset
-        self.tail = bytearray(store.get_tail(upload_id, self.part, rest) if rest else b"")
+        stored = store.get_tail(upload_id, offset, self.part_size)
+        self.tail = bytearray(stored.data)
+        self.saved = len(self.tail)  # bytes at the start of `tail` already in the bucket, in `segments` objects
+        self.segments = stored.segments
+        self.synced = -1  # the position of the last complete sync
         self.in_flight: Future[int] | None = None  # a part upload; its result is where its bytes end
 
     @_as_oserror
@@ -461,6 +478,7 @@ class S3Writer:
             self._wait()
             self.in_flight = self.store.parts.submit(self._upload, self.part, part)
             self.part += 1
+            self.saved = self.segments = 0
 
     def _upload(self, number: int, data: bytes) -> int:
         self.store.upload_part(self.upload_id, self.mpu, number, data)
@@ -482,15 +500,22 @@ class S3Writer:
                 self._wait()
             return self.landed
         self._wait()
-        if self.tail:
-            self.store.s3.put_object(Bucket=self.store.bucket, Key=self.store.tail_key(self.upload_id, self.part),
-                                     Body=bytes(self.tail))
+        if len(self.tail) > self.saved:
+            if self.segments >= MAX_SEGMENTS:  # the whole tail as the chain's first segment, which skips the rest
+                self.saved = self.segments = 0
+            self.store.put_segment(self.upload_id, self.part, self.saved, bytes(self.tail[self.saved:]))
+            self.saved = len(self.tail)
+            self.segments += 1
+        self.synced = self.position
         return self.position
 
     def close(self) -> None:
-        """Never leaves a part upload running after the writer's lease may have gone to another writer."""
+        """Never leaves a part upload running after the writer's lease may have gone to another writer. A tail
+        that is all in the bucket is remembered for this upload's next request in this process."""
         with contextlib.suppress(Exception):
             self._wait()
+        if self.synced == self.position:
+            self.store.tails.put(self.upload_id, self.position, Tail(bytes(self.tail), self.segments))
         self.tail = bytearray()
 
 

@@ -19,6 +19,7 @@ from storage import Storage
 from tus_calls import poll
 
 from tuskit.server.stores.s3 import S3Location, S3Store
+from tuskit.server.stores.tails import chain
 
 from support import (
     OFFSET_TYPE,
@@ -115,7 +116,8 @@ def test_small_patches_hopping_between_hosts_cross_part_boundaries(hosts: list[S
     body = os.urandom(PART + 3 * MiB + 12345)
     url = create_upload(hosts[0].url, len(body), metadata=_declared(body)).headers["Location"]
     offset, turn = 0, 0
-    for size in [64 * 1024] * 3 + [3 * MiB, 64 * 1024, 6 * MiB, 64 * 1024]:
+    # 20 small bodies: each host reads the other's segments back, and a long chain is stored again as one
+    for size in [64 * 1024] * 20 + [3 * MiB, 64 * 1024, 6 * MiB, 64 * 1024]:
         response = patch_upload(_on(hosts[turn % 2], url), offset, body[offset:offset + size])
         assert response.status_code == 204, response.text
         offset += size
@@ -181,6 +183,15 @@ def test_sweeper_aborts_multipart_uploads_nobody_recorded(s3: Storage, tmp_path:
         assert requests.head(live, headers=TUS, timeout=10).status_code == 410
     finally:
         server.stop()
+
+
+def test_a_tail_is_read_along_its_chain_of_segments() -> None:
+    # {start: size}: the segment at 50 and the one at 300 were left by crashes past the recorded offset
+    segments = {0: 100, 50: 10, 100: 200, 300: 5}
+    assert chain(segments, 250) == [(0, 100), (100, 150)]
+    assert chain(segments, 305) == [(0, 100), (100, 200), (300, 5)]
+    assert chain(segments, 306) is None  # a recorded offset the stored bytes do not reach: a failure, not zeros
+    assert chain({0: 400, 100: 200}, 350) == [(0, 350)]  # the whole tail stored again jumps over the rest
 
 
 def test_parts_grow_when_an_upload_would_need_more_than_10000(s3: Storage) -> None:
