@@ -32,6 +32,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
+def node_packages() -> None:
+    """Node 20 with tus-js-client, Uppy and playwright-core from tests/interop/package-lock.json, installed
+    on first use (skip without node)."""
+    from interop.node_runner import ensure_packages, node_unavailable
+
+    reason = node_unavailable()
+    if reason:
+        pytest.skip(reason)
+    ensure_packages()
+
+
+@pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     """One S3 API server (moto) for the whole run, started only if a test needs it."""
     server = start_moto()

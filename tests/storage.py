@@ -13,6 +13,8 @@ from typing import Any
 
 from moto_server import CREDENTIALS, MotoServer
 
+from tuskit.server.stores.tails import segment_key
+
 from support import ServerProcess, start_server
 
 
@@ -74,7 +76,7 @@ class Storage:
         if self.moto is None:
             (server.data_dir / "uploads" / upload_id).write_bytes(body)
         else:
-            key = f"{self.prefix_of(server)}/{upload_id}.tail/00001"
+            key = segment_key(f"{self.prefix_of(server)}/{upload_id}", 1, 0)
             self.client().put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def holds(self, server: ServerProcess, upload_id: str) -> bool:

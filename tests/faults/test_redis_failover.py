@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
+from faults import tus_ops
 from faults.sentinel_group import SentinelGroup
 
 from support import (
@@ -43,18 +42,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
     group.stop()
 
 
-def _head_after_failover(url: str, timeout: float = 60) -> int:
-    """HEAD until the server answers from the new master; meanwhile only retryable answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        head = requests.head(url, headers=TUS, timeout=30)
-        if head.status_code == 200:
-            return int(head.headers["Upload-Offset"])
-        assert head.status_code in (423, 503), (head.status_code, head.text)
-        assert time.monotonic() < deadline, "the upload never became available after the failover"
-        time.sleep(0.2)  # a client's retry delay, not synchronisation: the loop polls for the answer
-
-
 def test_master_killed_mid_patch_fails_over_and_the_upload_completes(
         sentinels: SentinelGroup, server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory("--redis-url", sentinels.url)
@@ -78,7 +65,9 @@ def test_master_killed_mid_patch_fails_over_and_the_upload_completes(
     finally:
         sock.close()
 
-    offset = _head_after_failover(url)  # the client asks where to go on
+    # the client asks where to go on, until the new master answers (423: the killed master's lease of that
+    # PATCH reached the replica and runs out)
+    offset = int(tus_ops.head_when_back(url, retryable=(423, 503), timeout=60).headers["Upload-Offset"])
     assert sentinels.master_port() != old_master
     assert offset >= 4 * MiB  # acknowledged before the PATCH began, long replicated
     if offset < len(body):

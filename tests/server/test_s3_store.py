@@ -37,16 +37,6 @@ MiB = 1024 * 1024
 PART = 8 * MiB  # the servers' default --s3-part-size
 
 
-@pytest.fixture(scope="module")
-def node_packages() -> None:
-    from interop.node_runner import ensure_packages, node_unavailable
-
-    reason = node_unavailable()
-    if reason:
-        pytest.skip(reason)
-    ensure_packages()
-
-
 @pytest.fixture
 def s3(moto: MotoServer) -> Storage:
     return Storage("s3", moto, moto.new_bucket())
