@@ -141,7 +141,7 @@ class BlobStore(Protocol):
         """Bytes that can still be stored; None where storage is not bounded by one disk."""
     def unfinished(self, started_before: float) -> list[str]:
         """IDs of unfinished blobs started before `started_before` (unix time), for the sweeper to delete
-        those without a live upload record (a process died between creating the blob and its record)."""
+        those without a live upload record (a process died while deleting it, a failover lost its record)."""
 
 
 # ---- events ------------------------------------------------------------------------------------------

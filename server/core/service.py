@@ -137,11 +137,14 @@ class UploadService:
         )
         if concat is not None and concat.kind == "final":
             upload = await self.concat.prepare_final(upload, concat)
+        # the record first: a blob without one is a stray the sweeper deletes, and a blob being created must
+        # never look like one
+        await self.rt.state.create(upload)
         try:
             await self.rt.io(self.rt.store.create, upload.id, upload.length)
         except OSError as exc:
+            await self.rt.state.bury(upload.id, FAILED, "its storage could not be created")
             raise storage_error(exc) from exc
-        await self.rt.state.create(upload)
         await self.rt.events.emit(ev.CREATED, upload.id, owner, length=upload.length, concat=upload.concat)
         if upload.concat == "final":
             await self.concat.try_merge(upload.id)
@@ -238,8 +241,8 @@ class UploadService:
         return swept
 
     async def _sweep_strays(self, now: float) -> int:
-        """Unfinished blobs without a live record (a process died between creating a blob and recording it,
-        or while deleting one) go once they are older than the expiry: nobody can resume them."""
+        """Unfinished blobs without a live record (a process died while deleting one, or a Redis failover lost
+        the record of one just created) go once they are older than the expiry: nobody can resume them."""
         strays = 0
         started_before = now - (self.config.expire_after or STRAY_AGE_SECONDS)
         for upload_id in await self.rt.io(self.rt.store.unfinished, started_before):

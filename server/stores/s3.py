@@ -398,7 +398,7 @@ class S3Store:
     @_as_oserror
     def unfinished(self, started_before: float) -> list[str]:
         """IDs of multipart uploads under our prefix started before `started_before` (unix time): the sweeper
-        aborts those without a live upload record (a process died between creating one and recording it)."""
+        aborts those without a live upload record."""
         found = []
         pages = self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
                                                                         Prefix=self.location.prefix)

@@ -71,7 +71,9 @@ def test_creation_with_a_body_longer_than_the_upload_is_413_and_creates_nothing(
     response = create_upload(tus_server.url, 3, data=b"four")
     assert response.status_code == 413
     assert "Location" not in response.headers
-    assert storage.keys(tus_server) == before
+    # other tests' uploads on this server may still get their post-processing reports meanwhile
+    new = storage.keys(tus_server) - before
+    assert {key for key in new if ".derived/" not in key and not key.startswith("derived/")} == set()
 
 
 def test_post_with_octet_stream_content_type_and_no_body(tus_server: ServerProcess) -> None:
