@@ -40,6 +40,9 @@ class SentinelGroup:
         self._run("master", "--port", str(self.ports["master"]), *base)
         self._run("replica", "--port", str(self.ports["replica"]), *base,
                   "--replicaof", "127.0.0.1", str(self.ports["master"]))
+        # Sentinels learn of replicas from the master's INFO, read at once and then every 10 s: start them
+        # once the replica is in, so they know it from their first look
+        poll(self._replica_synced, timeout=30, what="the replica in sync")
         for i, port in enumerate(self.sentinel_ports):
             conf = self.dir / f"sentinel{i}.conf"  # Sentinels rewrite their config: each its own file
             conf.parent.mkdir(parents=True, exist_ok=True)
@@ -49,14 +52,20 @@ class SentinelGroup:
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n")
             self._run(f"sentinel{i}", str(conf), "--sentinel")
-        poll(self._ready, timeout=30, what="the replica in sync and known to every Sentinel")
+        poll(self._ready, timeout=30, what="the replica known to every Sentinel")
 
-    def _ready(self) -> bool:
+    def _replica_synced(self) -> bool:
         try:
             replica = redis.Redis(port=self.ports["replica"], socket_timeout=1)
             synced = replica.info("replication").get("master_link_status") == "up"
             replica.close()
-            return synced and all(self._sentinel(p).sentinel_slaves(SERVICE) for p in self.sentinel_ports)
+            return bool(synced)
+        except redis.RedisError:
+            return False
+
+    def _ready(self) -> bool:
+        try:
+            return all(self._sentinel(p).sentinel_slaves(SERVICE) for p in self.sentinel_ports)
         except redis.RedisError:
             return False
 
