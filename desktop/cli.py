@@ -63,7 +63,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    from tuskit.desktop.config import CONFIG_KEYS, default_config_path
+    from .config import CONFIG_KEYS, default_config_path
 
     epilog = _CONFIG_HELP.format(path=default_config_path(), keys=", ".join(CONFIG_KEYS))
     sync = sub.add_parser("sync", help="upload every file that lands in folders (headless)",
@@ -84,7 +84,7 @@ def register(sub: Any) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
-    from tuskit.desktop.config import build_config, default_config_path, load_file
+    from .config import build_config, default_config_path, load_file
 
     file_values = load_file(args.config or default_config_path())
     flags = {
@@ -106,9 +106,10 @@ def _config_from_args(args: argparse.Namespace, watch: bool = True) -> Any:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    from tuskit.desktop.engine import Engine
-    from tuskit.desktop.progress_log import ProgressLog
-    from tuskit.desktop.runlock import JournalBusy
+    from .engine.engine import Engine
+    from .engine.runlock import JournalBusy
+    from .engine.states import DONE, FAILED
+    from .progress_log import ProgressLog
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = Engine(_config_from_args(args, watch=not args.once))
@@ -129,14 +130,14 @@ def run_sync(args: argparse.Namespace) -> int:
             stop.wait()
     finally:
         engine.stop()
-    failed = [s for s in engine.snapshot() if s.state == "failed"]
-    print(f"summary: {sum(s.state == 'done' for s in engine.snapshot())} done, {len(failed)} failed", flush=True)
+    failed = [s for s in engine.snapshot() if s.state == FAILED]
+    print(f"summary: {sum(s.state == DONE for s in engine.snapshot())} done, {len(failed)} failed", flush=True)
     return 1 if (args.once and (failed or stop.is_set())) else 0
 
 
 def run_desk(args: argparse.Namespace) -> int:
-    from tuskit.desktop.app import run_app  # lazily: `tuskit sync` never imports Textual
-    from tuskit.desktop.engine import Engine
+    from .engine.engine import Engine
+    from .ui.app import run_app  # lazily: `tuskit sync` never imports Textual
 
     # the dashboard owns the terminal: engine problems reach it as Notice events, not stderr lines
     logging.getLogger().addHandler(logging.NullHandler())

@@ -1,4 +1,4 @@
-"""What the sync engine is told to do, from a TOML file at the platformdirs config dir and from flags.
+"""Where the sync engine's `SyncConfig` comes from: a TOML file at the platformdirs config dir, and flags.
 
 The file lets a user configure `tuskit sync`/`tuskit desk` once (cron, a systemd unit); flags given on
 the command line override it key by key. Sizes accept `4MiB`-style strings as the flags do.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,56 +16,12 @@ import platformdirs
 
 from tuskit.settings import parse_size
 
-MiB = 1024 * 1024
+from .engine.sync_config import SyncConfig
 
 
 def default_config_path() -> Path:
     """`~/.config/tuskit/desktop.toml` on Linux (platformdirs decides per platform)."""
     return Path(platformdirs.user_config_dir("tuskit")) / "desktop.toml"
-
-
-def default_journal_path() -> Path:
-    """`~/.local/state/tuskit/journal.sqlite3`: state, not configuration, and not a cache to be wiped."""
-    return Path(platformdirs.user_state_dir("tuskit")) / "journal.sqlite3"
-
-
-@dataclass
-class SyncConfig:
-    """Everything the engine needs; the defaults are the documented policy."""
-
-    roots: list[Path]
-    server_url: str
-    token: str | None = None
-    workers: int = 4
-    chunk_size: int = 4 * MiB  # the first PATCH; later ones grow on a fast link (see uploader.upload)
-    max_chunk_size: int = 64 * MiB
-    quiet_seconds: float = 2.0
-    # a file still changing after this long is uploaded as a snapshot of what is there (verified by sha256)
-    max_wait_seconds: float = 600.0
-    rescan_seconds: float = 300.0
-    poll: bool = False
-    ignore: list[str] = field(default_factory=list)
-    include_hidden: bool = False
-    journal_path: Path = field(default_factory=default_journal_path)
-    bandwidth_limit: int | None = None
-    timeout: float = 60.0
-    max_attempts: int = 10
-    watch: bool = True  # False (`sync --once`): scan the roots once, no watchers or periodic rescans
-
-    def __post_init__(self) -> None:
-        self.roots = [Path(r).expanduser().resolve() for r in self.roots]
-        self.journal_path = Path(self.journal_path).expanduser()
-        if not self.server_url.startswith(("http://", "https://")):
-            raise ValueError(f"server URL must start with http:// or https://, got {self.server_url!r}")
-        if not self.server_url.endswith("/"):
-            self.server_url += "/"
-        if self.workers < 1:
-            raise ValueError("workers must be at least 1")
-        if self.chunk_size < 64 * 1024:
-            raise ValueError("chunk size must be at least 64KiB")
-        self.max_chunk_size = max(self.max_chunk_size, self.chunk_size)
-        if self.bandwidth_limit is not None and self.bandwidth_limit <= 0:
-            self.bandwidth_limit = None
 
 
 # TOML key -> (SyncConfig field, parser)

@@ -10,15 +10,8 @@ import threading
 import time
 from typing import TextIO
 
-from tuskit.desktop import events as ev
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+from .engine import events as ev
+from .ui.formatting import human_bytes
 
 
 class ProgressLog:
@@ -40,20 +33,20 @@ class ProgressLog:
     def _line(self, e: ev.EngineEvent) -> str | None:
         match e:
             case ev.Queued():
-                return f"queued {e.path} ({human_size(e.size)})"
+                return f"queued {e.path} ({human_bytes(e.size)})"
             case ev.Started():
-                resumed = f" resuming at {human_size(e.offset)}" if e.offset else ""
-                return f"started {e.path} ({human_size(e.size)}){resumed} url={e.url}"
+                resumed = f" resuming at {human_bytes(e.offset)}" if e.offset else ""
+                return f"started {e.path} ({human_bytes(e.size)}){resumed} url={e.url}"
             case ev.Progress():
                 now = time.monotonic()
                 if now - self._last.get(e.path, 0.0) < self.every:
                     return None
                 self._last[e.path] = now
                 pct = 100.0 * e.sent / e.size if e.size else 100.0
-                return f"progress {e.path} {pct:.0f}% {human_size(e.bytes_per_second)}/s"
+                return f"progress {e.path} {pct:.0f}% {human_bytes(e.bytes_per_second)}/s"
             case ev.Done():
                 self._last.pop(e.path, None)
-                return f"done {e.path} ({human_size(e.size)}) sha256={e.sha256} url={e.url}"
+                return f"done {e.path} ({human_bytes(e.size)}) sha256={e.sha256} url={e.url}"
             case ev.Failed():
                 self._last.pop(e.path, None)
                 final = "giving up" if e.final else "will retry"

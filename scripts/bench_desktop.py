@@ -24,9 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-from tuskit.desktop import events as ev
-from tuskit.desktop.config import SyncConfig
-from tuskit.desktop.engine import Engine
+from tuskit.desktop.engine import events as ev
+from tuskit.desktop.engine.engine import Engine
+from tuskit.desktop.engine.sync_config import SyncConfig
 
 MiB = 1024 * 1024
 

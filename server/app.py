@@ -26,6 +26,7 @@ from .http.chunked import TusHTTPServer
 from .http.context import ServerContext
 from .http.routes import make_app
 from .media.postprocess import PostProcessor, background_thread
+from .media.publish_dir import PublishDir
 from .media.sniff import type_gate
 from .media.webhooks import HookSender
 from .redis.connect import connect
@@ -72,9 +73,11 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
         ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
                       type_gate=type_gate(config.accept) if config.accept else None),
     ))
-    postprocessor = PostProcessor(store, events, cpu, config.thumbnail_sizes, config.max_image_pixels,
-                                  outage=state.unavailable)
+    postprocessor = PostProcessor(store, state, events, cpu, config.thumbnail_sizes, config.max_image_pixels)
     service.on_published.append(postprocessor)
+    if config.publish_dir is not None:
+        config.publish_dir.mkdir(parents=True, exist_ok=True)  # an unusable DIR fails at start, not per upload
+        service.on_published.append(PublishDir(config.publish_dir, store, io))
     ctx = ServerContext(
         config=config, service=service, postprocessor=postprocessor,
         limiter=RedisRateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),

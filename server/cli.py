@@ -11,6 +11,8 @@ from typing import Any
 
 from tuskit.settings import env_default, parse_duration, parse_size
 
+from .config_file import ConfigFileError, ConfigLayer
+
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip())
@@ -95,7 +97,19 @@ def _register_server(sub: Any) -> None:
                    help="retries of a failed hook delivery, with exponential backoff (default 3)")
     p.add_argument("--min-free-disk", type=parse_size, default=env_default("min-free-disk", 256 * 1024**2, parse_size),
                    help="/healthz reports unhealthy with less free space in the data dir (default 256MiB)")
-    p.set_defaults(run=run_server)
+    p.add_argument("--public-listing", action="store_true", default=env_default("public-listing", False, bool),
+                   help="without --tokens, let anyone list every upload at /uploads (with tokens each caller "
+                        "lists its own)")
+    p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
+                   help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
+                        "link when DIR is on the data dir's file system; never overwriting)")
+    p.add_argument("--no-page", action="store_true", default=env_default("no-page", False, bool),
+                   help="do not serve the upload page at / (a browser page to upload and watch uploads)")
+    p.add_argument("--config", type=Path, default=env_default("config", None, Path), metavar="FILE",
+                   help="TOML file of flags (keys are flag names: max-size = \"10GiB\"); the command line "
+                        "and TUSKIT_* win over it")
+    # last: it wraps the defaults of every flag above, so that the file fills only what was not given
+    p.set_defaults(run=run_server, config_layer=ConfigLayer(p))
 
 
 def _register_sign(sub: Any) -> None:
@@ -138,6 +152,10 @@ def run_server(args: argparse.Namespace) -> int:
     from .config import ServerConfig
     from .redis.embedded import EmbeddedRedis
 
+    try:
+        args = args.config_layer.resolve(args)
+    except ConfigFileError as exc:
+        raise SystemExit(f"tuskit server: {exc}") from None
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -152,6 +170,7 @@ def run_server(args: argparse.Namespace) -> int:
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
             min_free_disk=args.min_free_disk,
+            public_listing=args.public_listing, publish_dir=args.publish_dir, page=not args.no_page,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None

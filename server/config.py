@@ -8,7 +8,7 @@ from pathlib import Path
 import platformdirs
 
 # routes of their own outside the tus endpoint; a base path equal to one of them would be shadowed
-OPS_PATHS = ("/healthz", "/metrics", "/events")
+OPS_PATHS = ("/healthz", "/metrics", "/events", "/uploads", "/page")
 
 
 def default_data_dir() -> Path:
@@ -49,12 +49,18 @@ class ServerConfig:
     hook_timeout: float = 10.0
     hook_retries: int = 3
     min_free_disk: int = 256 * 1024 * 1024  # /healthz turns unhealthy below this
+    # front doors: what arrived and where it lands
+    public_listing: bool = False  # GET /uploads without --tokens (then it lists every upload to anyone)
+    publish_dir: Path | None = None  # verified uploads also appear here as <owner>/<relativePath>
+    page: bool = True  # the upload page at /
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
             raise ValueError(f"--base-path must start and end with '/', got {self.base_path!r}")
         if self.base_path.rstrip("/") in OPS_PATHS:
             raise ValueError(f"--base-path {self.base_path!r} would collide with {', '.join(OPS_PATHS)}")
+        if self.page and self.base_path == "/":
+            raise ValueError("--base-path / would collide with the upload page at /: pass --no-page as well")
         if not self.thumbnail_sizes or any(not 16 <= s <= 4096 for s in self.thumbnail_sizes):
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
         if self.storage != "file" and not self.storage.startswith("s3://"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,24 @@ def new_hasher(algorithm: str) -> Any:
     return ALGORITHMS[algorithm]()
 
 
-def hash_file(path: Path, algorithm: str = "sha256", length: int | None = None) -> Any:
-    """Hash the first `length` bytes of a file (all of it when None); returns the hashlib object."""
+class ShortFile(ValueError):
+    """The file ended before the length asked for: it shrank since it was measured."""
+
+
+def hash_file(path: Path | str, algorithm: str = "sha256", length: int | None = None, *,
+              before_block: Callable[[], None] | None = None) -> Any:
+    """Hash the first `length` bytes of a file (all of it when None); returns the hashlib object.
+
+    Reads 1 MiB blocks, so a large file is never whole in memory. `before_block` runs before each read:
+    a caller that may be told to stop midway (a paused upload hashing a big file) raises from it. A file
+    shorter than `length` raises ShortFile.
+    """
     hasher = new_hasher(algorithm)
     remaining = length
     with open(path, "rb", buffering=0) as f:
         while remaining is None or remaining > 0:
+            if before_block is not None:
+                before_block()
             block = f.read(_READ if remaining is None else min(_READ, remaining))
             if not block:
                 break
@@ -35,7 +48,7 @@ def hash_file(path: Path, algorithm: str = "sha256", length: int | None = None) 
             if remaining is not None:
                 remaining -= len(block)
     if remaining:
-        raise ValueError(f"{path} is shorter than {length} bytes")
+        raise ShortFile(f"{path} is shorter than {length} bytes")
     return hasher
 
 

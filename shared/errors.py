@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 class TusError(Exception):
     """A request that cannot be served, with what the client needs to act on it."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, *,
+                 offset: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        # the upload's offset, where the failure knows it (a 409): each protocol's front end shows it its own
+        # way, so a client can resume without asking first
+        self.offset = offset
 
     def __repr__(self) -> str:
         return f"TusError({self.status}, {self.code!r}, {self.message!r})"
@@ -32,8 +36,10 @@ class ErrorKind:
     message: str
     headers: dict[str, str] = field(default_factory=dict)
 
-    def __call__(self, message: str | None = None, headers: dict[str, str] | None = None) -> TusError:
-        return TusError(self.status, self.code, message or self.message, {**self.headers, **(headers or {})})
+    def __call__(self, message: str | None = None, headers: dict[str, str] | None = None, *,
+                 offset: int | None = None) -> TusError:
+        return TusError(self.status, self.code, message or self.message, {**self.headers, **(headers or {})},
+                        offset=offset)
 
 
 BAD_REQUEST = ErrorKind(400, "ERR_BAD_REQUEST", "malformed request")

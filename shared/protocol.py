@@ -136,7 +136,8 @@ def parse_checksum(value: str) -> tuple[str, bytes]:
     except (binascii.Error, ValueError):
         raise errors.INVALID_CHECKSUM("Upload-Checksum digest is not valid base64") from None
     if len(digest) != DIGEST_SIZES[algorithm]:
-        raise errors.INVALID_CHECKSUM(
+        # well-formed, but no chunk can hash to it: a mismatch, as tusd and strict checkers see it
+        raise errors.CHECKSUM_MISMATCH(
             f"Upload-Checksum {algorithm} digest must be {DIGEST_SIZES[algorithm]} bytes, got {len(digest)}")
     return algorithm, digest
 

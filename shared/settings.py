@@ -31,9 +31,14 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _DURATION[m.group(2)]
 
 
+def env_name(flag: str) -> str:
+    """The environment variable of `--flag`: `--max-size` is `TUSKIT_MAX_SIZE`."""
+    return "TUSKIT_" + flag.lstrip("-").replace("-", "_").upper()
+
+
 def env_default(flag: str, default: Any, kind: Any = str) -> Any:
     """The default for `--flag`: `TUSKIT_FLAG` from the environment if set, parsed like the flag."""
-    raw = os.environ.get("TUSKIT_" + flag.lstrip("-").replace("-", "_").upper())
+    raw = os.environ.get(env_name(flag))
     if raw is None:
         return default
     if kind is bool:

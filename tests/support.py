@@ -81,6 +81,13 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None,
     return ServerProcess(proc, url[0], data_dir, output)
 
 
+def run_sync(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`tuskit sync ARGS` as a process whose config and journal live under `home`, never the user's own."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_STATE_HOME": str(home / "xdg-state")}
+    return subprocess.run([sys.executable, "-m", "tuskit", "sync", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
 def free_port() -> int:
     """A loopback port free right now, for a process that must come back on the same address after a restart."""
     with socket.socket() as s:

@@ -119,6 +119,13 @@ class TusConnection:
             raise failure("POST", reply)
         return urlsplit(urljoin(self.endpoint, reply.headers["location"])).path
 
+    async def delete(self, path: str) -> None:
+        """Terminate an upload (tus termination), so a long run does not fill the disk."""
+        self.writer.write(self._head("DELETE", path, {"Content-Length": "0"}))
+        reply = await self._reply()
+        if reply.status != 204:
+            raise failure(f"DELETE {path}", reply)
+
     def _patch_head(self, path: str, offset: int, length: int) -> bytes:
         return self._head("PATCH", path, {"Upload-Offset": str(offset), "Content-Type": OFFSET_TYPE,
                                           "Content-Length": str(length)})

@@ -1,4 +1,5 @@
-"""The measured workloads. Each one creates its own uploads, so servers and phases never share state."""
+"""The measured workloads. Each one creates its own uploads, so servers and phases never share state,
+and returns their paths so they can be deleted (untimed) before the next one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class Transfer:
     """One upload: wall time of its PATCH, and of the part after its last byte left the client."""
 
     seconds: float
-    after_last_byte: float | None = None
+    after_last_byte: float | None
+    paths: list[str]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Rate:
     requests: int
     seconds: float
     errors: list[str]  # one per connection that failed; its remaining PATCHes were not sent
+    paths: list[str]
 
     @property
     def per_second(self) -> float:
@@ -38,6 +41,7 @@ class Batch:
     uploads: int
     seconds: float
     errors: list[str]
+    paths: list[str]
 
 
 async def _create(endpoint: str, length: int) -> str:
@@ -47,14 +51,18 @@ async def _create(endpoint: str, length: int) -> str:
 
 def curl_upload(endpoint: str, file: Path, size: int) -> Transfer:
     """POST, then the whole file in one `curl -X PATCH -T`: the single-stream figure uses curl as the client."""
-    url = urljoin(endpoint, asyncio.run(_create(endpoint, size)))
+    path = asyncio.run(_create(endpoint, size))
+    url = urljoin(endpoint, path)
     cmd = ["curl", "-sS", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
            "-X", "PATCH", "-T", str(file), "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
            "-H", f"Content-Type: {OFFSET_TYPE}", "-H", "Expect:", url]
-    status, seconds = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"curl exited with {done.returncode}: {done.stderr.strip()}")
+    status, seconds = done.stdout.split()
     if status != "204":
         raise BenchError(f"curl PATCH answered {status}")
-    return Transfer(float(seconds))
+    return Transfer(float(seconds), None, [path])
 
 
 async def file_upload(endpoint: str, file: Path, size: int, upload_metadata: str) -> Transfer:
@@ -67,7 +75,7 @@ async def file_upload(endpoint: str, file: Path, size: int, upload_metadata: str
         seconds = time.perf_counter() - start
     if reply.status != 204 or reply.offset() != size:
         raise failure(f"PATCH of {size} bytes", reply)
-    return Transfer(seconds, after)
+    return Transfer(seconds, after, [path])
 
 
 async def _patch_loop(conn: TusConnection, path: str, body: bytes, count: int) -> tuple[int, str | None]:
@@ -92,25 +100,47 @@ async def patch_rate(endpoint: str, connections: int, per_connection: int, size:
         loops = await asyncio.gather(*(_patch_loop(c, p, body, per_connection)
                                        for c, p in zip(conns, paths, strict=True)))
         seconds = time.perf_counter() - start
-    return Rate(sum(done for done, _ in loops), seconds, [error for _, error in loops if error])
+    return Rate(sum(done for done, _ in loops), seconds, [error for _, error in loops if error], paths)
 
 
-async def _one_upload(endpoint: str, body: bytes) -> str | None:
-    """Create and send one upload on its own connection; None when it finished, else what went wrong."""
+async def _one_upload(endpoint: str, body: bytes) -> tuple[str | None, str | None]:
+    """Create and send one upload on its own connection: its path if it was created, and what went wrong."""
+    path = None
     try:
         async with TusConnection(endpoint) as conn:
             path = await conn.create(len(body))
             reply = await conn.patch(path, 0, body)
     except (OSError, asyncio.IncompleteReadError, BenchError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return path, f"{type(exc).__name__}: {exc}"
     if reply.status != 204 or reply.offset() != len(body):
-        return str(failure("PATCH", reply))
-    return None
+        return path, str(failure("PATCH", reply))
+    return path, None
 
 
 async def concurrent_uploads(endpoint: str, count: int, size: int) -> Batch:
+    """`count` connections at once, each a POST and one PATCH of `size` bytes."""
     body = os.urandom(size)
     start = time.perf_counter()
     outcomes = await asyncio.gather(*(_one_upload(endpoint, body) for _ in range(count)))
     seconds = time.perf_counter() - start
-    return Batch(count, seconds, [o for o in outcomes if o is not None])
+    return Batch(count, seconds, [e for _, e in outcomes if e is not None], [p for p, _ in outcomes if p is not None])
+
+
+async def _delete_loop(conn: TusConnection, paths: list[str]) -> list[str]:
+    failures = []
+    for path in paths:
+        try:
+            await conn.delete(path)
+        except (OSError, asyncio.IncompleteReadError, BenchError) as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+            break  # the connection may be unusable; the rest of its share stays on disk
+    return failures
+
+
+async def delete_uploads(endpoint: str, paths: list[str], connections: int = 8) -> list[str]:
+    """DELETE every path over a few keep-alive connections; returns what failed."""
+    shares = [paths[i::connections] for i in range(connections) if paths[i::connections]]
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(TusConnection(endpoint)) for _ in shares]
+        results = await asyncio.gather(*(_delete_loop(c, share) for c, share in zip(conns, shares, strict=True)))
+    return [failure for result in results for failure in result]

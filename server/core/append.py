@@ -37,7 +37,8 @@ log = logging.getLogger("tuskit.server.core")
 
 class AppendSession:
     def __init__(self, rt: Runtime, publisher: Publisher, upload: Upload, lease: Lease, room: int | None,
-                 checksum: tuple[str, bytes] | None, checksum_in_trailer: bool, trailer_possible: bool) -> None:
+                 checksum: tuple[str, bytes] | None, checksum_in_trailer: bool, trailer_possible: bool,
+                 ends_upload: bool = False) -> None:
         self.rt = rt
         self.publisher = publisher
         self.upload = upload
@@ -57,6 +58,7 @@ class AppendSession:
         # the hash as it was, to hand back if this body is discarded (no rebuild from storage at the end)
         self.base = self.running.copy() if self.running is not None else None
         self.start = upload.offset
+        self.ends_upload = ends_upload  # the client says this body is the upload's last
         self.already_complete = upload.status == DONE  # a repeated last PATCH (its 204 was lost): answer it again
         self.committed = upload.offset  # recorded in the state store
         self.expires = upload.expires  # as recorded with the last offset (progress slides it)
@@ -227,10 +229,12 @@ class AppendSession:
                 self.error = self.error or errors.INVALID_CHECKSUM("announced Upload-Checksum trailer is missing")
             if self.error is None and not self._chunk_matches(trailer):
                 self.running = None
-                raise errors.CHECKSUM_MISMATCH("Upload-Checksum does not match the received chunk; it was discarded")
+                raise errors.CHECKSUM_MISMATCH("the checksum sent with this body does not match it; it was discarded")
             if self.error is not None and self._unrecordable():
                 self.running = None
                 raise self.error
+            if self.ends_upload and self.error is None:
+                await self._end_here()
             # unless these bytes complete the upload (which finishes under the lease), the lease goes with them
             await self._commit(release=self.error is None and self.written != self.upload.length)
             if self.error is not None:
@@ -245,6 +249,20 @@ class AppendSession:
             return upload
         finally:
             await self._close()
+
+    async def _end_here(self) -> None:
+        """The body said it was the last, so the upload ends where it did: an unknown length becomes that
+        offset (a chunked last body announces no size), a known one must be it (else the bytes are kept
+        and the request fails as inconsistent)."""
+        length = self.upload.length
+        if length is None:
+            if await self.rt.state.set_length(self.upload.id, self.written):
+                self.upload = replace(self.upload, length=self.written)
+            else:
+                self.error = errors.INVALID_LENGTH("another request set the upload's length meanwhile")
+        elif self.written != length:
+            self.error = errors.INVALID_LENGTH(
+                f"the last body ended at {self.written} but the upload's length is {length}", offset=self.written)
 
     async def abort(self, why: str) -> int | None:
         """The client went away or another request wants the upload: keep what arrived, unless unverifiable.

@@ -42,6 +42,9 @@ class Upload:
     sha256: str
     reason: str
     finished: float | None
+    # what post-processing found, kept with the state so listings need no artefact reads
+    content_type: str = ""  # sniffed from the bytes; "" until the upload was processed
+    thumbnails: tuple[int, ...] = ()  # sizes of the thumbnails made
 
     @property
     def complete(self) -> bool:
@@ -52,6 +55,19 @@ class Upload:
         """The name the client gave (`filename`, or Uppy's `name`), for downloads and listings."""
         metadata = protocol.parse_metadata(self.metadata)
         return protocol.metadata_text(metadata, "filename") or protocol.metadata_text(metadata, "name")
+
+    @property
+    def relative_path(self) -> str | None:
+        """Where the file sat in the folder it was picked from (`relativePath`: tuskit sync, Uppy), if given.
+
+        Uppy sends the text "null" for a file that was not picked from a folder."""
+        value = protocol.metadata_text(protocol.parse_metadata(self.metadata), "relativePath")
+        return None if value == "null" else value
+
+    @property
+    def listed(self) -> bool:
+        """Whether the owner's listing shows it: a partial is a piece of a final upload, which is listed."""
+        return self.concat != "partial"
 
     @property
     def declared_type(self) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from .model import Upload
@@ -29,6 +30,9 @@ class Advance:
     old: int
     new: int
     expires: float | None
+
+
+Position = tuple[float, str]  # (created, upload id): a place in an owner's listing, newest first
 
 
 class StateStore(Protocol):
@@ -51,6 +55,12 @@ class StateStore(Protocol):
         """Replace an upload by a tombstone that answers 410 with `reason` for a while."""
     async def finals_of(self, partial_id: str) -> list[str]: ...
     async def expired(self, now: float, limit: int) -> list[str]: ...
+    async def owned(self, owner: str, limit: int, after: Position | None) -> tuple[list[Upload], Position | None]:
+        """Up to `limit` of `owner`'s listed uploads (`Upload.listed`), newest first, starting after the
+        position `after`; and the position to continue from (None when nothing is left). Buried uploads are
+        no longer indexed; a record found missing drops out of the index here, so a page may be short."""
+    async def note_processed(self, upload_id: str, content_type: str, thumbnails: tuple[int, ...]) -> None:
+        """Record what post-processing found (nothing happens for an upload whose record is gone)."""
     async def ping(self) -> None: ...
 
 
@@ -119,6 +129,8 @@ class BlobStore(Protocol):
     - `delete(id)`: file: unlink the file and the derived artefacts. S3: AbortMultipartUpload if
       unfinished, DeleteObjects for the blob, the helper objects and every derived artefact.
     - `put_derived` / `get_derived`: file: files under a per-upload directory. S3: PutObject/GetObject.
+    - `export(id, target)`: file: a hard link (a copy across file systems). S3: GetObject streamed into a
+      file beside the target, then linked into place.
     """
 
     def create(self, upload_id: str, length: int | None) -> None:
@@ -142,6 +154,11 @@ class BlobStore(Protocol):
     def unfinished(self, started_before: float) -> list[str]:
         """IDs of unfinished blobs started before `started_before` (unix time), for the sweeper to delete
         those without a live upload record (a process died while deleting it, a failover lost its record)."""
+    def max_blob_size(self) -> int | None:
+        """The largest blob the store can hold at all (S3: 5 TiB per object); None: only free space bounds it."""
+    def export(self, upload_id: str, target: Path) -> None:
+        """Make a finished blob appear as the local file `target` (its directory exists), complete or not at
+        all, never replacing a file: FileExistsError when the name is taken."""
 
 
 # ---- events ------------------------------------------------------------------------------------------

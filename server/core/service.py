@@ -21,7 +21,9 @@ from . import ids
 from .append import AppendSession
 from .concat import Concatenator
 from .failures import storage_error
+from .listing import Page, list_page
 from .model import ACTIVE, EXPIRED, FAILED, GONE_REASONS, TERMINATED, Upload, declared_sha256
+from .ports import BlobStore
 from .publish import Hook, Publisher
 from .runtime import Runtime
 
@@ -101,6 +103,10 @@ class UploadService:
             return await self.publisher.complete(upload, self.rt.digests.take(upload.id, upload.offset))
         return upload
 
+    async def listing(self, owner: str, limit: int, cursor: str | None) -> Page:
+        """A page of `owner`'s uploads, newest first (`core.listing`)."""
+        return await list_page(self.rt.state, owner, limit, cursor)
+
     async def artefact(self, upload_id: str, name: str) -> bytes | None:
         """A derived artefact (report, thumbnail) of an upload, read off the event loop."""
         return await self.rt.io(self.rt.store.get_derived, ids.check(upload_id), name)
@@ -127,9 +133,8 @@ class UploadService:
     async def create(self, *, length: int | None, metadata: dict[str, bytes | None],
                      concat: protocol.Concat | None, owner: str) -> Upload:
         declared_sha256(metadata)
-        max_size = self.config.max_size
-        if length is not None and max_size is not None and length > max_size:
-            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
+        if length is not None:
+            await self._check_size(length)
         upload = Upload(
             id=ids.new_id(), offset=0, length=length, metadata=protocol.encode_metadata(metadata),
             concat=concat.kind if concat else "", parts=(), owner=owner, created=time.time(),
@@ -153,16 +158,28 @@ class UploadService:
             upload = await self.publisher.complete(upload, hasher=None)
         return upload
 
+    async def _check_size(self, length: int) -> None:
+        """413 for a length no upload here can reach: over --max-size, or more than the store can ever hold
+        (a full disk's free space, S3's object size cap), so a client learns it before sending any byte."""
+        max_size = self.config.max_size
+        if max_size is not None and length > max_size:
+            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
+        room = await self.rt.io(_store_room, self.rt.store)
+        if room is not None and length > room:
+            raise errors.TOO_LARGE(f"Upload-Length {length} is more than this server can store ({room} bytes)")
+
     # ---- appending -------------------------------------------------------------------------------
 
     async def open_append(self, upload_id: str, owner: str, offset: int, *, new_length: int | None,
                           body_length: int | None, checksum: tuple[str, bytes] | None,
-                          checksum_in_trailer: bool, trailer_possible: bool = False) -> AppendSession:
+                          checksum_in_trailer: bool, trailer_possible: bool = False,
+                          ends_upload: bool = False) -> AppendSession:
         """Take the upload's lease (reading it in the same round trip), check the append against it and
         return a session that takes the body; the session owns the lease from here on.
 
         `checksum_in_trailer`: the body announced an Upload-Checksum trailer, so nothing of it is recorded
-        until it verified; `trailer_possible`: a chunked body may end with one unannounced."""
+        until it verified; `trailer_possible`: a chunked body may end with one unannounced; `ends_upload`:
+        the client says this body is the last, so where it ends is the upload's length."""
         ids.check(upload_id)
         lease = await self.rt.locker.acquire(upload_id, read=True)
         try:
@@ -172,18 +189,18 @@ class UploadService:
             await lease.release()
             raise
         return AppendSession(self.rt, self.publisher, upload, lease, room, checksum, checksum_in_trailer,
-                             trailer_possible)
+                             trailer_possible, ends_upload)
 
     async def _check_append(self, upload: Upload, offset: int, new_length: int | None,
                             body_length: int | None) -> tuple[Upload, int | None]:
         """The upload as the append sees it and how many bytes it may still take (None: no limit)."""
         if upload.concat == "final":
             raise errors.MODIFY_FINAL()
+        if offset != upload.offset:  # first: a stale request must change nothing, not even a deferred length
+            raise errors.MISMATCHED_OFFSET(
+                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}", offset=upload.offset)
         if new_length is not None:
             upload = await self._fix_length(upload, new_length)
-        if offset != upload.offset:
-            raise errors.MISMATCHED_OFFSET(
-                f"Upload-Offset {offset} does not match the upload's offset {upload.offset}")
         limit = upload.length if upload.length is not None else self.config.max_size
         room = None if limit is None else limit - offset
         if body_length is not None and room is not None and body_length > room:
@@ -197,8 +214,7 @@ class UploadService:
             return upload
         if length < upload.offset:
             raise errors.INVALID_LENGTH(f"Upload-Length {length} is below the current offset {upload.offset}")
-        if self.config.max_size is not None and length > self.config.max_size:
-            raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {self.config.max_size}")
+        await self._check_size(length)
         if not await self.rt.state.set_length(upload.id, length):
             raise errors.INVALID_LENGTH("Upload-Length was already set")
         return replace(upload, length=length)
@@ -253,3 +269,8 @@ class UploadService:
                 strays += 1
         return strays
 
+
+def _store_room(store: BlobStore) -> int | None:
+    """Executor side: the most one new blob can hold (None: no bound known)."""
+    bounds = [bound for bound in (store.free_space(), store.max_blob_size()) if bound is not None]
+    return min(bounds) if bounds else None

@@ -1,10 +1,11 @@
-"""CORS in one place: every response, errors included, so browsers (Uppy, tus-js-client) can read them."""
+"""CORS in one place: every response, errors included, so browsers (Uppy, tus-js-client) can read them, for
+both protocols the endpoint speaks (a preflight never says which one the request will use)."""
 
 from __future__ import annotations
 
-from tuskit import protocol
+from tuskit import protocol, rufh
 
-ALLOWED_METHODS = "POST, HEAD, PATCH, DELETE, OPTIONS, GET"
+ALLOWED_METHODS = "POST, HEAD, PATCH, DELETE, OPTIONS, GET, PUT"  # PUT: the IETF draft creates with it too
 
 
 def cors_headers(origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -19,7 +20,7 @@ def cors_headers(origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]
         return {}
     headers = {
         "Access-Control-Allow-Origin": allow,
-        "Access-Control-Expose-Headers": ", ".join(protocol.EXPOSED_HEADERS),
+        "Access-Control-Expose-Headers": ", ".join((*protocol.EXPOSED_HEADERS, *rufh.EXPOSED_HEADERS)),
     }
     if allow != "*":
         headers["Vary"] = "Origin"
@@ -29,7 +30,7 @@ def cors_headers(origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]
 def preflight_headers() -> dict[str, str]:
     return {
         "Access-Control-Allow-Methods": ALLOWED_METHODS,
-        "Access-Control-Allow-Headers": ", ".join(protocol.REQUEST_HEADERS),
+        "Access-Control-Allow-Headers": ", ".join((*protocol.REQUEST_HEADERS, *rufh.REQUEST_HEADERS)),
         "Access-Control-Max-Age": "86400",
     }
 

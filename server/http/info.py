@@ -10,6 +10,7 @@ from typing import Any
 from tuskit import errors
 from tuskit.settings import parse_duration
 
+from ..core.listing import state_of
 from ..core.model import DONE, Upload
 from ..media.imaging import thumbnail_name
 from ..media.postprocess import REPORT, parse_report
@@ -43,12 +44,13 @@ class InfoHandler(_UploadResource):
         info: dict[str, Any] = {
             "id": upload.id,
             "filename": upload.filename,
+            "relativePath": upload.relative_path,
             "size": upload.length,
             "offset": upload.offset,
             "sha256": upload.sha256 or None,
             "created": upload.created,
             "finished": upload.finished,
-            "state": _state(upload, report),
+            "state": state_of(upload, processed=report is not None),
             "type": report.get("type") if report else None,
             "url": base,
         }
@@ -60,14 +62,6 @@ class InfoHandler(_UploadResource):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(info)
-
-
-def _state(upload: Upload, report: dict[str, Any] | None) -> str:
-    if upload.status != DONE:
-        return "uploading"
-    if upload.concat == "partial":
-        return "partial"  # a piece of a final upload: never analysed on its own
-    return "processed" if report is not None else "processing"
 
 
 class ThumbnailHandler(_UploadResource):

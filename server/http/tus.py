@@ -110,8 +110,9 @@ class TusHandler(BaseHandler):
         elif length is not None and deferred:
             raise errors.INVALID_LENGTH("send Upload-Length or Upload-Defer-Length, not both")
         content_type = h.get("Content-Type", "").split(";")[0].strip().lower()
-        with_body = (self._has_body() and content_type == protocol.OFFSET_CONTENT_TYPE
-                     and (concat is None or concat.kind == "partial"))
+        if self._has_body() and content_type != protocol.OFFSET_CONTENT_TYPE:
+            raise errors.UNSUPPORTED_MEDIA(f"a creation body must be {protocol.OFFSET_CONTENT_TYPE}; nothing created")
+        with_body = self._has_body() and (concat is None or concat.kind == "partial")
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
         body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
         if with_body and length is not None and body_length is not None and body_length > length:
@@ -125,13 +126,15 @@ class TusHandler(BaseHandler):
         await self._open_session(self.created.id, 0, None, body_length, checksum)
 
     async def _open_session(self, upload_id: str, offset: int, new_length: int | None,
-                            body_length: int | None, checksum: tuple[str, bytes] | None) -> None:
+                            body_length: int | None, checksum: tuple[str, bytes] | None, *,
+                            ends_upload: bool = False) -> None:
         h = self.request.headers
         trailer = "upload-checksum" in h.get("Trailer", "").lower()
         chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
         self.session = await self.service.open_append(
             upload_id, self.owner(), offset, new_length=new_length, body_length=body_length,
-            checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None)
+            checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None,
+            ends_upload=ends_upload)
         self.request.connection.set_max_body_size(self._max_body())
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
@@ -193,6 +196,11 @@ class TusHandler(BaseHandler):
         finally:
             self.ctx.active.discard(self)
 
+    def render_error(self, err: errors.TusError) -> asyncio.Future[None] | None:
+        if err.offset is not None:
+            self.set_header("Upload-Offset", str(err.offset))  # a 409 says where to resume: no HEAD needed
+        return super().render_error(err)
+
     # ---- verbs -----------------------------------------------------------------------------------
 
     def _upload_headers(self, upload: Upload) -> None:
@@ -208,7 +216,7 @@ class TusHandler(BaseHandler):
         if "Access-Control-Request-Method" in self.request.headers:
             for name, value in cors.preflight_headers().items():
                 self.set_header(name, value)
-        self.set_status(204)
+        self.set_status(200)  # tus allows 200 or 204; tusd (and checkers written against it) answer 200
 
     async def post(self, upload_id: str | None = None) -> None:
         upload = self.created

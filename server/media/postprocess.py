@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.model import Upload
-from ..core.ports import BlobStore, EventSink
+from ..core.ports import BlobStore, EventSink, StateStore
 from .imaging import DECODABLE, process_image
 from .sniff import SNIFF_BYTES, sniff_type
 
@@ -58,17 +58,22 @@ def parse_report(raw: bytes | None) -> dict[str, Any] | None:
     return None if raw is None else dict(json.loads(raw))
 
 
+def thumbnail_sizes(report: dict[str, Any]) -> tuple[int, ...]:
+    """The sizes of the thumbnails a report names, smallest first."""
+    return tuple(sorted(int(size) for size in (report.get("image") or {}).get("thumbnails", {})))
+
+
 class PostProcessor:
     """The service's on_published hook. Its executor is its own (one or two threads), so thumbnails
-    never queue in front of the disk writes of PATCHes in the I/O executor."""
+    never queue in front of the disk writes of PATCHes in the I/O executor. What it found is also noted in
+    the upload's state (`state`), so listings show types and thumbnails without reading reports."""
 
-    def __init__(self, store: BlobStore, events: EventSink, executor: Executor,
-                 sizes: Sequence[int] = (256,), max_pixels: int = 64_000_000,
-                 outage: tuple[type[BaseException], ...] = ()) -> None:
+    def __init__(self, store: BlobStore, state: StateStore, events: EventSink, executor: Executor,
+                 sizes: Sequence[int] = (256,), max_pixels: int = 64_000_000) -> None:
         self.store = store
+        self.state = state
         self.events = events
         self.executor = executor
-        self.outage = outage  # the state store's "away for now" errors: the event is lost, not the work
         self.sizes = tuple(sizes)
         self.max_pixels = max_pixels
         self.running: set[str] = set()  # uploads this process is analysing now
@@ -86,11 +91,12 @@ class PostProcessor:
             return
         finally:
             self.running.discard(upload.id)
-        try:
+        try:  # the note before the event: a listing refreshed on the event shows the result
+            await self.state.note_processed(upload.id, report["type"], thumbnail_sizes(report))
             await self.events.emit(ev.PROCESSED, upload.id, upload.owner, content_type=report["type"],
                                    image=report.get("image"))
-        except self.outage as exc:
-            log.warning("upload %s processed, but its event was lost: redis unavailable (%s)", upload.id, exc)
+        except self.state.unavailable as exc:  # the report is stored; the listing says "processing" until
+            log.warning("upload %s processed, but redis was unavailable to record it: %s", upload.id, exc)
 
     def overdue(self, upload: Upload, now: float) -> bool:
         """Finished long ago, unanalysed and not being analysed here: a process died while making it."""

@@ -10,11 +10,18 @@ EVENT_STREAM = PREFIX + "events"  # stream of upload events (replayable history)
 EVENT_CHANNEL = PREFIX + "events"  # pub/sub channel carrying the same events live
 LOCK_PREFIX = PREFIX + "lock:"  # string: an upload's lease token
 RELEASE_CHANNEL_PREFIX = PREFIX + "lock-release:"  # pub/sub: "let go of this upload's lease"
+UPLOAD_PREFIX = PREFIX + "upload:"
+OWNED_PREFIX = PREFIX + "owned:"
 
 
 def upload(upload_id: str) -> str:
     """Hash of one upload's state."""
-    return PREFIX + "upload:" + upload_id
+    return UPLOAD_PREFIX + upload_id
+
+
+def owned(owner: str) -> str:
+    """Sorted set: an owner's listed uploads (id -> creation time), for `GET /uploads`; buried ones leave it."""
+    return OWNED_PREFIX + owner
 
 
 def finals_of(partial_id: str) -> str:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..core.model import Upload
-from ..core.ports import Advance, OffsetConflict
+from ..core.ports import Advance, OffsetConflict, Position
 from . import keys
 
 TOMBSTONE_SECONDS = 7 * 86400
@@ -55,6 +55,55 @@ return 0
 """
 
 
+# Tombstone an upload: it leaves the expiry index and its owner's listing (the owner is read here, so the
+# caller need not know it), and its record expires after a while.
+_BURY = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[3])
+if owner then redis.call('ZREM', ARGV[5] .. owner, ARGV[4]) end
+return 1
+"""
+
+# One page of an owner's listing with each upload's record, in one round trip. ARGV: the position to start
+# after (score '' for the first page) and its id, how many rows, the record key prefix. Uploads created at
+# the same instant as the last one shown sort by id (as the sorted set does), so none is skipped or repeated.
+# An index entry whose record is gone (it expired, or Redis lost it) is removed as it is met.
+_OWNED_PAGE = """
+local after, after_id, want, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local rows
+if after == '' then
+  rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, want)
+else
+  local ties = redis.call('ZCOUNT', KEYS[1], after, after)
+  rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], after, '-inf', 'WITHSCORES', 'LIMIT', 0, want + ties)
+end
+local out, taken = {}, 0
+for i = 1, #rows, 2 do
+  local id, score = rows[i], rows[i + 1]
+  if after == '' or tonumber(score) < tonumber(after) or id < after_id then
+    if taken == want then break end
+    taken = taken + 1
+    local record = redis.call('HGETALL', prefix .. id)
+    if #record == 0 then redis.call('ZREM', KEYS[1], id) end
+    table.insert(out, id)
+    table.insert(out, score)
+    table.insert(out, record)
+  end
+end
+return out
+"""
+
+# What post-processing found, recorded only while the record exists (never recreating an expired one).
+_NOTE_PROCESSED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'type', ARGV[1], 'thumbnails', ARGV[2])
+return 1
+"""
+
+
 def _to_hash(upload: Upload) -> dict[str, Any]:
     return {
         "offset": upload.offset, "length": "" if upload.length is None else upload.length,
@@ -87,6 +136,8 @@ def parse(upload_id: str, h: dict[bytes, bytes]) -> Upload | None:
         sha256=s("sha256"),
         reason=s("reason"),
         finished=float(s("finished")) if s("finished") else None,
+        content_type=s("type"),
+        thumbnails=tuple(int(size) for size in s("thumbnails").split()),
     )
 
 
@@ -101,12 +152,17 @@ class RedisStateStore:
         self._advance = redis.register_script(_ADVANCE)
         self._settle = redis.register_script(_SETTLE)
         self._set_length = redis.register_script(_SET_LENGTH)
+        self._bury = redis.register_script(_BURY)
+        self._owned_page = redis.register_script(_OWNED_PAGE)
+        self._note_processed = redis.register_script(_NOTE_PROCESSED)
 
     async def create(self, upload: Upload) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.upload(upload.id), mapping=_to_hash(upload))
             if upload.expires is not None:
                 pipe.zadd(keys.EXPIRY_INDEX, {upload.id: upload.expires})
+            if upload.listed:
+                pipe.zadd(keys.owned(upload.owner), {upload.id: upload.created})
             for part in upload.parts:
                 pipe.sadd(keys.finals_of(part), upload.id)
             await pipe.execute()
@@ -144,19 +200,31 @@ class RedisStateStore:
         return await self._settle(keys=[keys.upload(upload_id), keys.EXPIRY_INDEX], args=args) == 1
 
     async def bury(self, upload_id: str, status: str, reason: str) -> None:
-        key = keys.upload(upload_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"status": status, "reason": reason})
-            pipe.expire(key, TOMBSTONE_SECONDS)
-            pipe.zrem(keys.EXPIRY_INDEX, upload_id)
-            pipe.delete(keys.finals_of(upload_id))
-            await pipe.execute()
+        await self._bury(keys=[keys.upload(upload_id), keys.EXPIRY_INDEX, keys.finals_of(upload_id)],
+                         args=[status, reason, TOMBSTONE_SECONDS, upload_id, keys.OWNED_PREFIX])
 
     async def finals_of(self, partial_id: str) -> list[str]:
         return [m.decode() for m in await self.redis.smembers(keys.finals_of(partial_id))]
 
     async def expired(self, now: float, limit: int = 500) -> list[str]:
         return [m.decode() for m in await self.redis.zrangebyscore(keys.EXPIRY_INDEX, 0, now, start=0, num=limit)]
+
+    async def owned(self, owner: str, limit: int, after: Position | None) -> tuple[list[Upload], Position | None]:
+        score, after_id = ("", "") if after is None else (repr(after[0]), after[1])
+        flat = await self._owned_page(keys=[keys.owned(owner)], args=[score, after_id, limit + 1, keys.UPLOAD_PREFIX])
+        rows = [(flat[i].decode(), float(flat[i + 1]), flat[i + 2]) for i in range(0, len(flat), 3)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        uploads = []
+        for upload_id, _, record in rows:
+            upload = parse(upload_id, dict(zip(record[::2], record[1::2], strict=True)))
+            if upload is not None:
+                uploads.append(upload)
+        return uploads, (rows[-1][1], rows[-1][0]) if more else None
+
+    async def note_processed(self, upload_id: str, content_type: str, thumbnails: tuple[int, ...]) -> None:
+        await self._note_processed(keys=[keys.upload(upload_id)],
+                                   args=[content_type, " ".join(map(str, thumbnails))])
 
     async def ping(self) -> None:
         await self.redis.ping()

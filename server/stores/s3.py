@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,6 +40,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .export import copy_into_place
 from .tails import MAX_SEGMENTS, Tail, TailCache, chain, segment_key, segments_prefix
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ MiB = 1024 * 1024
 MIN_PART = 5 * MiB  # S3 refuses smaller parts (EntityTooSmall), except the last one
 MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
+MAX_OBJECT = 5 * 1024 * 1024 * MiB  # 5 TiB
 DEFAULT_PART = 8 * MiB
 _READ = MiB
 _MISSING = {"404", "NoSuchKey", "NoSuchUpload", "NotFound"}
@@ -425,8 +428,17 @@ class S3Store:
                 return None
             raise
 
+    @_as_oserror
+    def export(self, upload_id: str, target: Path) -> None:
+        """Streamed from one GET into a file beside `target`, then linked into place."""
+        size = self.s3.head_object(Bucket=self.bucket, Key=self.key(upload_id))["ContentLength"]
+        copy_into_place(self.read(upload_id, 0, size), target)
+
     def free_space(self) -> None:
         return None
+
+    def max_blob_size(self) -> int:
+        return MAX_OBJECT
 
 
 def _copy_plan(parts: list[tuple[str, int]]) -> list[tuple[str, int, int]] | None:

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tuskit.desktop import events as ev
-from tuskit.desktop.config import SyncConfig
-from tuskit.desktop.engine import Engine
+from tuskit.desktop.engine import events as ev
+from tuskit.desktop.engine.engine import Engine
+from tuskit.desktop.engine.sync_config import SyncConfig
 
 T = TypeVar("T")
 

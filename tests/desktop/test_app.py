@@ -22,11 +22,11 @@ from textual.pilot import Pilot
 from textual.widgets import RichLog, Static
 from textual.widgets.data_table import ColumnKey
 
-from tuskit.desktop.app import TuskitApp
-from tuskit.desktop.engine import Engine
-from tuskit.desktop.widgets.detail import DetailScreen
-from tuskit.desktop.widgets.file_table import FileTable
-from tuskit.desktop.widgets.status_bar import StatusBar
+from tuskit.desktop.engine.engine import Engine
+from tuskit.desktop.ui.app import TuskitApp
+from tuskit.desktop.ui.widgets.detail import DetailScreen
+from tuskit.desktop.ui.widgets.file_table import FileTable
+from tuskit.desktop.ui.widgets.status_bar import StatusBar
 
 from support import ServerProcess, stored_sha256
 

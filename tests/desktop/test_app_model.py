@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuskit.desktop.events import (
+from tuskit.desktop.engine.events import (
     BackingOff,
     Connection,
     Done,
@@ -17,16 +17,16 @@ from tuskit.desktop.events import (
     Resumed,
     Started,
 )
-from tuskit.desktop.status import FileStatus
-from tuskit.desktop.widgets.formatting import (
+from tuskit.desktop.engine.states import FileStatus
+from tuskit.desktop.ui.formatting import (
     human_bytes,
     human_duration,
     human_rate,
-    progress_bar,
     shorten_middle,
     shorten_path,
 )
-from tuskit.desktop.widgets.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
+from tuskit.desktop.ui.model import STALE_SPEED_SECONDS, AlertGate, DashboardModel
+from tuskit.desktop.ui.widgets.file_table import progress_bar
 
 ROOT = Path("/watched")
 A, B = str(ROOT / "a.jpg"), str(ROOT / "sub" / "b.bin")

@@ -7,9 +7,7 @@ import threading
 import time
 from email.utils import formatdate
 
-from tuskit.desktop.backoff import ServerGate, backoff_delay, parse_retry_after
-from tuskit.desktop.policy import Decision, decide
-from tuskit.desktop.uploader import (
+from tuskit.desktop.client.errors import (
     CHECKSUM,
     FATAL,
     GONE,
@@ -19,6 +17,9 @@ from tuskit.desktop.uploader import (
     UNREACHABLE,
     UploadError,
 )
+from tuskit.desktop.client.headers import parse_retry_after
+from tuskit.desktop.engine.backoff import ServerGate, backoff_delay
+from tuskit.desktop.engine.policy import Decision, decide
 
 
 def test_full_jitter_stays_under_the_exponential_ceiling_and_the_cap() -> None:

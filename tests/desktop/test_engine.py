@@ -13,9 +13,9 @@ import pytest
 import requests
 from engine_support import config, running, state_of
 
-from tuskit.desktop import events as ev
-from tuskit.desktop.engine import Engine
-from tuskit.desktop.runlock import JournalBusy
+from tuskit.desktop.engine import events as ev
+from tuskit.desktop.engine.engine import Engine
+from tuskit.desktop.engine.runlock import JournalBusy
 
 from support import TUS, ServerProcess, poll, stored_sha256
 

@@ -17,7 +17,7 @@ import requests
 from engine_support import config, running, state_of
 from http_fault_proxy import FaultProxy, Faults
 
-from tuskit.desktop import events as ev
+from tuskit.desktop.engine import events as ev
 
 from support import TUS, ServerProcess, poll, stored_sha256
 

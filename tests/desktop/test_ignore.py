@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tuskit.desktop.ignore import DEFAULT_IGNORES, IgnoreRules
-from tuskit.desktop.scanner import scan
+from tuskit.desktop.watch.ignore import DEFAULT_IGNORES, IgnoreRules
+from tuskit.desktop.watch.scanner import scan
 
 
 @pytest.mark.parametrize("name", ["film.mkv.part", "x.crdownload", "a.tmp", ".notes.txt.swp", "~$report.docx",

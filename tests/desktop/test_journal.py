@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuskit.desktop.journal import SUPERSEDED, Journal, NewVersion
+from tuskit.desktop.engine.journal import Journal, NewVersion
+from tuskit.desktop.engine.states import SUPERSEDED
 
 S = "http://127.0.0.1:1/files/"
 

@@ -7,10 +7,10 @@ import sys
 
 _PROBE = """
 import sys
-import tuskit.desktop.engine, tuskit.desktop.cli, tuskit.desktop.progress_log
+import tuskit.desktop.engine.engine, tuskit.desktop.cli, tuskit.desktop.progress_log
 from tuskit.cli import build_parser
 build_parser("sync")
-assert "tuskit.desktop.engine" in sys.modules
+assert "tuskit.desktop.engine.engine" in sys.modules
 print("textual" in sys.modules, any(m.startswith("textual.") for m in sys.modules))
 """
 

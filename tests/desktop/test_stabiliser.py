@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tuskit.desktop.stabiliser import Ready, Stabiliser, stat_file
+from tuskit.desktop.watch.stabiliser import Ready, Stabiliser, stat_file
 
 
 def _write(path: Path, data: bytes, mtime_ns: int | None = None) -> None:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from faults import tus_ops
 from faults.tus_ops import Source
 
-from support import ServerProcess, patch_upload, stored_sha256
+from support import TUS, ServerProcess, patch_upload, stored_sha256
 
 pytestmark = pytest.mark.file_store  # a full disk is the file store's failure
 
@@ -40,10 +41,12 @@ def test_disk_full_answers_507_keeps_the_offset_and_recovers(
 ) -> None:
     # Redis lives elsewhere: only the upload bytes share the small disk
     server = server_factory("--redis-url", redis_url, data_dir=small_disk)
+    source = Source(os.urandom(4 * MIB))
+    url = tus_ops.create(server.url, source)  # created while it fits: the disk fills up during the upload
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (6 * MIB))
-    source = Source(os.urandom(4 * MIB))
-    url = tus_ops.create(server.url, source)
+    too_big = requests.post(server.url, headers={**TUS, "Upload-Length": str(4 * MIB)}, timeout=30)
+    assert too_big.status_code == 413  # a new upload the disk cannot hold now is refused up front
 
     first = patch_upload(url, 0, source.body)
     assert first.status_code == 507, first.text

@@ -194,7 +194,7 @@ def test_hostile_requests_never_5xx_and_4xx_change_nothing(
     run()
     print(f"hostile requests: {sum(seen.values())} sent, statuses {dict(sorted(seen.items()))}")
     assert server.proc.poll() is None
-    assert requests.options(server.url, timeout=10).status_code == 204
+    assert requests.options(server.url, timeout=10).status_code == 200
     assert len([s for s in seen if 400 <= s < 500]) >= 5, seen  # the examples did reach many refusals
 
 

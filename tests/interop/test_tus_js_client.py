@@ -130,15 +130,18 @@ def test_bearer_token_in_headers_reaches_an_authenticated_server(
     assert stored_sha256(answer["url"], {"Authorization": "Bearer node-token-0b7c"}) == digest
 
 
+@pytest.mark.parametrize("protocol", ["tus-v1", "ietf-draft-05"])
 def test_the_client_rides_through_a_server_restart(server_factory: Callable[..., ServerProcess],
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, protocol: str) -> None:
     """SIGTERM mid-upload, restart on the same address: tus-js-client's own retries resume the same upload
-    (a failed HEAD answered 5xx would make it start over; the server answers those 423)."""
+    (a failed HEAD answered 5xx would make it start over; the server answers those 423), in tus and in the
+    IETF draft (interop 6)."""
     port = str(free_port())
     server = server_factory("--port", port)
     path, digest = _source(tmp_path, 3_000_000)
     session = ScriptSession("tus_node.mjs", {"endpoint": server.url, "scenario": "throughRestart",
-                                             "path": str(path), "name": path.name, "chunkSize": CHUNK})
+                                             "path": str(path), "name": path.name, "chunkSize": CHUNK,
+                                             "protocol": protocol})
     try:
         session.until("holding")
         session.say("go")

@@ -14,12 +14,24 @@ function say(event) {
   process.stdout.write(`${JSON.stringify(event)}\n`)
 }
 
+// Every response the client got: which protocol answered it (the IETF draft's responses name their
+// interop version), so a test can tell the draft was spoken throughout.
+const responses = []
+
 function options(extra) {
   return {
     endpoint: job.endpoint,
     headers: job.headers ?? {},
     metadata: { filename: job.name ?? 'file.bin', ...(job.metadata ?? {}) },
     retryDelays: [100, 300, 1000],
+    protocol: job.protocol ?? 'tus-v1',
+    onAfterResponse: (req, res) => {
+      responses.push({
+        method: req.getMethod(),
+        status: res.getStatus(),
+        interop: res.getHeader('Upload-Draft-Interop-Version') ?? null,
+      })
+    },
     ...extra,
   }
 }
@@ -69,7 +81,8 @@ const scenarios = {
     return { url: upload.url }
   },
 
-  // Start a stored-fingerprint upload and abort it after the first accepted chunk.
+  // Start a stored-fingerprint upload and abort it after the first accepted chunk (job.terminate: with
+  // abort(true), which also DELETEs the upload).
   async startThenAbort() {
     return new Promise((resolve, reject) => {
       const upload = new Upload(
@@ -78,7 +91,7 @@ const scenarios = {
           chunkSize: job.chunkSize,
           urlStorage: new FileUrlStorage(job.storage),
           onChunkComplete: (_size, accepted) => {
-            upload.abort().then(() => resolve({ url: upload.url, accepted }), reject)
+            upload.abort(job.terminate ?? false).then(() => resolve({ url: upload.url, accepted }), reject)
           },
           onSuccess: () => reject(new Error('upload finished before it could be aborted')),
           onError: reject,
@@ -165,7 +178,7 @@ const scenarios = {
 }
 
 try {
-  say(await scenarios[job.scenario]())
+  say({ ...(await scenarios[job.scenario]()), responses })
 } catch (err) {
   say({ error: String(err?.message ?? err) })
   process.exitCode = 1

@@ -2,24 +2,11 @@
 //
 // Usage: node uppy_browser.mjs '{"page": URL, "files": [paths], "chromium": path, "userDataDir": dir}'.
 // Prints {"result": window.uppyResult, "console": [...]} once Uppy has finished (successfully or not).
-import { chromium } from 'playwright-core'
+import { openPage } from './chromium.mjs'
 
 const job = JSON.parse(process.argv[2])
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-]
-
-const context = await chromium.launchPersistentContext(job.userDataDir, {
-  executablePath: job.chromium,
-  headless: true,
-  args: FLAGS,
-})
-const consoleLines = []
+const { context, page, consoleLines } = await openPage(job)
 try {
-  const page = context.pages()[0] ?? (await context.newPage())
-  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`))
-  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`))
   await page.goto(job.page)
   await page.setInputFiles('#files', job.files)
   await page.waitForFunction(() => window.uppyResult !== undefined, null, { timeout: job.timeoutMs ?? 60_000 })

@@ -58,7 +58,7 @@ def test_redis_outage_is_503_and_the_server_reconnects(tmp_path: Path,
 
 
 def test_ops_routes_survive_a_root_base_path(server_factory: Callable[..., ServerProcess]) -> None:
-    srv = server_factory("--base-path", "/")
+    srv = server_factory("--base-path", "/", "--no-page")
     origin = srv.url.rstrip("/")
     assert requests.get(origin + "/healthz", timeout=10).status_code == 200
     assert requests.get(origin + "/metrics", timeout=10).text.startswith("# HELP")

@@ -129,11 +129,16 @@ def test_unknown_checksum_algorithm_is_400(header: str) -> None:
 
 
 @pytest.mark.parametrize("header", [
-    "", "sha1", "sha1 ", f"sha1  {_b64(bytes(20))}", "sha1 not*base64", f"sha1 {_b64(bytes(19))}",
-    f"sha256 {_b64(bytes(20))}", f"sha1 {_b64(bytes(20))} extra",
+    "", "sha1", "sha1 ", f"sha1  {_b64(bytes(20))}", "sha1 not*base64", f"sha1 {_b64(bytes(20))} extra",
 ])
 def test_malformed_checksum_is_400(header: str) -> None:
     _fails(400, "ERR_INVALID_CHECKSUM", protocol.parse_checksum, header)
+
+
+@pytest.mark.parametrize("header", [f"sha1 {_b64(bytes(19))}", f"sha256 {_b64(bytes(20))}", f"md5 {_b64(bytes(20))}"])
+def test_a_digest_of_the_wrong_length_is_a_mismatch(header: str) -> None:
+    """Well-formed but no chunk can hash to it: 460, as tusd answers, not a malformed-header 400."""
+    _fails(460, "ERR_CHECKSUM_MISMATCH", protocol.parse_checksum, header)
 
 
 def test_advertised_checksum_algorithms_are_the_spec_names() -> None:

@@ -61,9 +61,10 @@ async def _create(service: UploadService, length: int | None, **metadata: bytes)
 
 
 async def _append(service: UploadService, upload_id: str, offset: int, pieces: list[bytes],
-                  checksum: tuple[str, bytes] | None = None) -> Any:
+                  checksum: tuple[str, bytes] | None = None, ends_upload: bool = False) -> Any:
+    """`ends_upload`: the client marked this body as the upload's last (the IETF draft's Upload-Complete: ?1)."""
     session = await service.open_append(upload_id, "", offset, new_length=None, body_length=None,
-                                        checksum=checksum, checksum_in_trailer=False)
+                                        checksum=checksum, checksum_in_trailer=False, ends_upload=ends_upload)
     for piece in pieces:
         await session.write(piece)
     return await session.finish()
@@ -289,3 +290,39 @@ def test_a_lease_is_renewed_while_held_and_its_loss_stops_the_holder(redis_url: 
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_a_last_body_fixes_an_unknown_length_where_it_ends(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, None)
+        await _append(service, upload.id, 0, [b"a" * 3000])
+        done = await _append(service, upload.id, 3000, [b"b" * 2500, b"c" * 10], ends_upload=True)
+        assert (done.status, done.length, done.offset) == (DONE, 5510, 5510)
+        assert done.sha256 == hashlib.sha256(b"a" * 3000 + b"b" * 2500 + b"c" * 10).hexdigest()
+
+    run(scenario)
+
+
+def test_a_last_body_that_stops_short_of_the_length_keeps_its_bytes_and_fails(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 100)
+        with pytest.raises(TusError) as caught:
+            await _append(service, upload.id, 0, [b"x" * 40], ends_upload=True)
+        assert caught.value.code == "ERR_INVALID_UPLOAD_LENGTH" and caught.value.offset == 40
+        stored = await service.rt.state.get(upload.id)
+        assert (stored.status, stored.offset, stored.length) == (ACTIVE, 40, 100)
+        done = await _append(service, upload.id, 40, [b"y" * 60], ends_upload=True)
+        assert (done.status, done.offset) == (DONE, 100)
+
+    run(scenario)
+
+
+def test_a_mismatched_offset_error_carries_the_upload_offset(run: Callable[..., None]) -> None:
+    async def scenario(service: UploadService) -> None:
+        upload = await _create(service, 100)
+        await _append(service, upload.id, 0, [b"x" * 30])
+        with pytest.raises(TusError) as caught:
+            await _append(service, upload.id, 10, [b"y"])
+        assert (caught.value.status, caught.value.offset) == (409, 30)
+
+    run(scenario)

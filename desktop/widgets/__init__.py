@@ -1,1 +1,0 @@
-"""Pieces of the Textual dashboard: a pure model of the upload queue, formatting, and the widgets that draw it."""
