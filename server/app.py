@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from tornado.netutil import bind_sockets
 
 from .config import ServerConfig
+from .core.budget import BodyBudget
 from .core.config import ServiceConfig
 from .core.ports import BlobStore
 from .core.runtime import Runtime
@@ -40,6 +41,7 @@ from .stores.files import FileStore
 log = logging.getLogger("tuskit.server")
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+SPILL_AFTER_SECONDS = 1.0  # a body quiet this long hands its buffered bytes to storage (see BodyBudget)
 
 
 @dataclass
@@ -68,10 +70,12 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
             log.warning("cleared %d upload locks left by a previous run that did not stop cleanly", cleared)
     await locker.start()
     events = EventBus(redis)
+    budget = BodyBudget(config.buffer_budget, piece=config.chunk_size)
     service = UploadService(Runtime(
         state, store, locker, events, io,
         ServiceConfig(base_path=config.base_path, max_size=config.max_size, expire_after=config.expire_after,
                       type_gate=type_gate(config.accept) if config.accept else None),
+        budget=budget,
     ))
     postprocessor = PostProcessor(store, state, events, cpu, config.thumbnail_sizes, config.max_image_pixels)
     service.on_published.append(postprocessor)
@@ -81,7 +85,7 @@ async def assemble(config: ServerConfig, redis_url: str) -> Assembly:
     ctx = ServerContext(
         config=config, service=service, postprocessor=postprocessor,
         limiter=RedisRateLimiter(redis, config.request_rate, config.request_burst, config.byte_rate),
-        feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens,
+        feed=EventFeed(redis_url), signing_secret=secret, tokens=tokens, budget=budget,
     )
     _observe(ctx, events, state, locker)
     return Assembly(ctx, redis, locker, (io, cpu, *store_threads))
@@ -105,6 +109,10 @@ def _observe(ctx: ServerContext, events: EventBus, state: RedisStateStore, locke
     ctx.metrics.gauges.update({
         "tuskit_active_patches": ("Request bodies streaming into uploads right now.", lambda: len(ctx.active)),
         "tuskit_lock_waits_total": ("Lease acquisitions that found the upload locked.", lambda: locker.waits),
+        "tuskit_buffered_body_bytes": ("Request body bytes held in memory (--buffer-budget).",
+                                       lambda: ctx.budget.held),
+        "tuskit_bodies_waiting_for_memory": ("Request bodies not read on until the buffer budget has room.",
+                                             lambda: ctx.budget.waiting),
     })
     config = ctx.config
     if config.hook_url:
@@ -126,17 +134,23 @@ async def _sweep_forever(ctx: ServerContext) -> None:
 
 
 async def _close_stalled_forever(ctx: ServerContext) -> None:
-    """--network-timeout: a PATCH that sends nothing for that long keeps its bytes and is closed.
+    """--network-timeout: a PATCH that sends nothing for that long keeps its bytes and is closed. One that
+    waits for the body budget is not counted as quiet; one quiet for a second hands its buffer to storage.
 
     Tornado's body_timeout bounds the whole body, which would cut slow but healthy large uploads.
     """
     timeout = ctx.config.network_timeout
     while True:
-        await asyncio.sleep(min(1.0, timeout / 4))
+        await asyncio.sleep(min(SPILL_AFTER_SECONDS, timeout / 4))
         now = time.monotonic()
         for handler in list(ctx.active):
-            if now - handler.last_data > timeout:
+            if handler.held_back:
+                continue
+            quiet = now - handler.last_data
+            if quiet > timeout:
                 handler.interrupt(f"client sent nothing for {timeout:g}s")
+            elif quiet > SPILL_AFTER_SECONDS:
+                handler.spill()
 
 
 async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:
@@ -164,7 +178,10 @@ async def serve(config: ServerConfig, redis_url: str) -> None:
         make_app(ctx),
         xheaders=config.behind_proxy,
         chunk_size=config.chunk_size,
-        idle_connection_timeout=max(config.network_timeout, 60.0),
+        # tornado times a request head from when it starts waiting for it, so this also closes idle
+        # keep-alive connections (as Go's net/http does when only ReadTimeout is set)
+        idle_connection_timeout=config.network_timeout,
+        budget=ctx.budget,
     )
     sockets = bind_sockets(config.port, config.host)
     server.add_sockets(sockets)

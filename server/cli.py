@@ -67,7 +67,10 @@ def _register_server(sub: Any) -> None:
                    help="comma-separated origins allowed to use the endpoint from a browser (default *)")
     p.add_argument("--network-timeout", type=parse_duration,
                    default=env_default("network-timeout", 60.0, parse_duration),
-                   help="close a request body that sends nothing for this long (default 60s)")
+                   help="close a request whose head or body sends nothing for this long (default 60s)")
+    p.add_argument("--buffer-budget", type=parse_size, default=env_default("buffer-budget", 64 * 1024**2, parse_size),
+                   help="upload bytes this process holds in memory at once; when spent, reading waits "
+                        "(uploads slow down, never fail) (default 64MiB)")
     p.add_argument("--behind-proxy", action="store_true", default=env_default("behind-proxy", False, bool),
                    help="trust X-Forwarded-* / Forwarded headers for client address and Location URLs")
     p.add_argument("--log-level", default=env_default("log-level", "info"), help="debug, info, warning, error")
@@ -83,6 +86,9 @@ def _register_server(sub: Any) -> None:
                    help="file of 'TOKEN OWNER' lines; requests then need Authorization: Bearer TOKEN")
     p.add_argument("--signing-secret", default=env_default("signing-secret", None),
                    help="secret for signed download links (default: one created in the data dir)")
+    p.add_argument("--public-events", action="store_true", default=env_default("public-events", False, bool),
+                   help="without --tokens, serve GET /events to anyone (it names every upload, and an upload's "
+                        "ID is the key to it); off by default")
     p.add_argument("--rate-limit", type=float, default=env_default("rate-limit", 0.0, float),
                    help="requests/s per client (owner, or IP without auth); 0 = off (default)")
     p.add_argument("--rate-burst", type=float, default=env_default("rate-burst", 0.0, float),
@@ -165,6 +171,7 @@ def run_server(args: argparse.Namespace) -> int:
             s3_part_size=args.s3_part_size,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
+            buffer_budget=args.buffer_budget, public_events=args.public_events,
             sweep_interval=args.sweep_interval, accept=args.accept, thumbnail_sizes=args.thumbnail_sizes,
             max_image_pixels=args.max_image_pixels, tokens_file=args.tokens, signing_secret=args.signing_secret,
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,

@@ -29,7 +29,8 @@ class ServerConfig:
     max_size: int | None = None
     expire_after: float | None = 24 * 3600
     cors_origins: tuple[str, ...] = ("*",)
-    network_timeout: float = 60.0  # seconds a PATCH may send nothing before we close it
+    network_timeout: float = 60.0  # seconds a request head or body may send nothing before we close it
+    buffer_budget: int = 64 * 1024 * 1024  # request body bytes this process holds in memory at once
     behind_proxy: bool = False
     sweep_interval: float = 60.0
     chunk_size: int = 1024 * 1024  # tornado's read size for request bodies: one piece per flush_bytes
@@ -39,6 +40,7 @@ class ServerConfig:
     max_image_pixels: int = 64_000_000  # larger images are recorded as invalid, never decoded
     # auth and signed links
     tokens_file: Path | None = None
+    public_events: bool = False  # without tokens, /events (every upload's ID) only if the operator says so
     signing_secret: str | None = None  # None: a secret created in data_dir
     # rate limits (0: off)
     request_rate: float = 0.0  # requests/s per client
@@ -67,3 +69,7 @@ class ServerConfig:
             raise ValueError(f"--storage must be 'file' or s3://BUCKET[/PREFIX], got {self.storage!r}")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")
+        if self.buffer_budget < 1024 * 1024:
+            raise ValueError("--buffer-budget must be at least 1MiB")
+        if self.network_timeout <= 0:
+            raise ValueError("--network-timeout must be positive")

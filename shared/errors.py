@@ -61,6 +61,7 @@ GONE = ErrorKind(410, "ERR_UPLOAD_GONE", "upload is gone")
 UNSUPPORTED_VERSION = ErrorKind(412, "ERR_UNSUPPORTED_VERSION", "missing or unsupported Tus-Resumable header")
 TOO_LARGE = ErrorKind(413, "ERR_MAX_SIZE_EXCEEDED", "upload exceeds the maximum size")
 LENGTH_EXCEEDED = ErrorKind(413, "ERR_UPLOAD_LENGTH_EXCEEDED", "body goes past Upload-Length")
+BODY_NOT_ALLOWED = ErrorKind(413, "ERR_BODY_NOT_ALLOWED", "this request takes no body")
 UNSUPPORTED_MEDIA = ErrorKind(415, "ERR_INVALID_CONTENT_TYPE",
                               "PATCH requires Content-Type: application/offset+octet-stream")
 DISALLOWED_TYPE = ErrorKind(415, "ERR_TYPE_NOT_ACCEPTED", "file type not accepted by this server")

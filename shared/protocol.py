@@ -45,7 +45,8 @@ EXPOSED_HEADERS = (
     "Upload-Offset", "X-Request-ID",
 )
 
-_UINT = re.compile(r"[0-9]{1,19}")
+_UINT = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits
+_LIST_SEPARATOR = re.compile(r",[ \t]*")
 _MAX_UINT = 2**63 - 1
 _META_KEY = re.compile(r"[!-+\--~]+")  # printable ASCII without space and comma
 
@@ -61,7 +62,7 @@ def check_version(value: str | None) -> None:
 
 def _parse_uint(value: str | None, kind: errors.ErrorKind, name: str) -> int:
     if value is None or not _UINT.fullmatch(value) or int(value) > _MAX_UINT:
-        raise kind(f"{name} must be a non-negative integer, got {value!r}" if value is not None
+        raise kind(f"{name} must be a non-negative integer, got {value[:40]!r}" if value is not None
                    else f"missing {name} header")
     return int(value)
 
@@ -72,6 +73,17 @@ def parse_offset(value: str | None) -> int:
 
 def parse_length(value: str | None) -> int:
     return _parse_uint(value, errors.INVALID_LENGTH, "Upload-Length")
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """A request's Content-Length (None when absent). Equal repeated values ("5, 5": proxies merge
+    duplicated headers) count once, as tornado reads them; anything else is a 400, never a crash."""
+    if value is None:
+        return None
+    values = set(_LIST_SEPARATOR.split(value))
+    if len(values) != 1:
+        raise errors.BAD_REQUEST(f"conflicting Content-Length values {value[:40]!r}")
+    return _parse_uint(values.pop(), errors.BAD_REQUEST, "Content-Length")
 
 
 def parse_defer_length(value: str | None) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from moto_server import CREDENTIALS, MotoServer
 
-from tuskit.server.stores.tails import segment_key
+from tuskit.server.stores.tails import piece_key
 
 from support import ServerProcess, start_server
 
@@ -76,8 +76,14 @@ class Storage:
         if self.moto is None:
             (server.data_dir / "uploads" / upload_id).write_bytes(body)
         else:
-            key = segment_key(f"{self.prefix_of(server)}/{upload_id}", 1, 0)
+            key = piece_key(f"{self.prefix_of(server)}/{upload_id}", 1, 0)
             self.client().put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def added(self, server: ServerProcess, before: set[str]) -> set[str]:
+        """What the store holds now and did not in `before`, bar post-processing reports of earlier uploads
+        (a shared server's background work goes on meanwhile)."""
+        new = self.keys(server) - before
+        return {key for key in new if ".derived/" not in key and not key.startswith("derived/")}
 
     def holds(self, server: ServerProcess, upload_id: str) -> bool:
         return any(upload_id in key for key in self.keys(server))

@@ -88,6 +88,15 @@ def run_sync(home: Path, *args: str, timeout: float = 120) -> subprocess.Complet
                           timeout=timeout)
 
 
+def peak_rss(pid: int) -> int:
+    """A process's peak resident memory so far (Linux's VmHWM), in bytes: what a test of bounded memory
+    compares before and after the load, however briefly the peak lasted."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
 def free_port() -> int:
     """A loopback port free right now, for a process that must come back on the same address after a restart."""
     with socket.socket() as s:

@@ -5,6 +5,10 @@ fills (one flush in flight). The offset moves at checkpoints and at the end, by 
 as far as the store says the bytes are durable (S3, mid-body: as far as its parts landed). With a chunk
 checksum nothing is recorded until the whole chunk has verified.
 
+Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
+has them; `flush` hands a short buffer over early, when the body must wait for memory or its client went
+quiet.
+
 The session takes the lease from whoever opened it and is its only releaser (`_close`); when a body ends
 without completing its upload, the offset's last move and the release are one round trip
 (`Lease.release(advance)`).
@@ -12,6 +16,11 @@ without completing its upload, the offset's last move and the release are one ro
 The body's end (`finish`) and an interruption (`abort`: another request took over, the client left, the
 server stops) can race: `lock` serialises them with the flushes, so the blob is never closed under a
 write in flight and a session ends exactly once.
+
+A session that lost its lease writes nothing more (not even what it had buffered). That alone cannot stop
+a process that was paused past its lease with a write already under way, so each session writes either
+the upload's last segment, when every earlier writer of it ended cleanly, or a segment of its own (see
+`core.model`): whatever a stale writer writes late lies outside every recorded range.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -43,6 +53,12 @@ class AppendSession:
         self.publisher = publisher
         self.upload = upload
         self.lease = lease
+        if upload.writer:  # the last segment's writer may still be alive: never share a file with it
+            self.segment, self.segment_start = lease.token, upload.offset
+            self.own_segment = True  # registered with this session's first recorded offset
+        else:  # acquired for writing: the state store made this session the last segment's writer
+            self.segment, self.segment_start = upload.segments[-1]
+            self.own_segment = False
         # the blob is opened by the first flush and closed by the last, in the same executor jobs: a small
         # PATCH costs one trip to the executor instead of three
         self.writer: BlobWriter | None = None
@@ -95,18 +111,46 @@ class AppendSession:
         self.received += len(data)
         self.buffer.append(data)
         self.buffered += len(data)
+        self.rt.budget.hold(len(data))
+        if self._expiry_due():
+            try:
+                await self._slide_expiry()
+            except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                self.error = self.rt.error(exc)
+                return
         if self.buffered >= self.rt.config.flush_bytes:
-            async with self.lock:
-                if self.closed:
-                    return
-                try:
-                    await self._flush()
-                except Exception as exc:  # a body callback must not raise: the failure becomes the response
-                    self.error = self.rt.error(exc)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand the buffered bytes to storage now (also short of `flush_bytes`); returns once they are on
+        their way, after the previous flush finished."""
+        if not self.buffer:
+            return
+        async with self.lock:
+            if self.closed:
+                return
+            try:
+                await self._flush()
+            except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                self.error = self.rt.error(exc)
+
+    def _expiry_due(self) -> bool:
+        """Progress slides the expiry: once half of its window has passed since it was last recorded, even
+        when no offset is (bytes trickle in below a flush, or a checksum holds the offset back)."""
+        window = self.rt.config.expire_after
+        return bool(window) and self.expires is not None and time.time() > self.expires - window / 2
+
+    async def _slide_expiry(self) -> None:
+        expires = self.rt.expiry()
+        assert expires is not None  # _expiry_due: there is an expiry window
+        await self.rt.state.touch(self.upload.id, expires)
+        self.expires = expires
 
     async def _flush(self, last: bool = False) -> None:
         """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""
         await self._wait_pending()
+        if self.error is None and self.lease.lost:
+            self.error = errors.UPLOAD_LOCKED("this request lost the upload's lease; its last bytes were not kept")
         if self.error is not None:
             return
         if not self.buffer:
@@ -123,6 +167,8 @@ class AppendSession:
         # first, or after a power loss the state would count bytes the blob never got
         durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
         self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, blocks, last, durable))
+        # the bytes leave the budget when the write ends, whoever awaits it (a waiting body may not)
+        self.pending.add_done_callback(lambda _: self.rt.budget.release(size))
         self.position += size
 
     async def _check_type(self, head: bytes) -> None:
@@ -141,7 +187,7 @@ class AppendSession:
         stored = None
         try:
             if self.writer is None:
-                self.writer = self.rt.store.writer(self.upload.id, self.start)
+                self.writer = self.rt.store.writer(self.upload.id, self.start, self.segment, self.segment_start)
             for block in blocks:
                 self.writer.write(block)
             if durable:
@@ -172,6 +218,10 @@ class AppendSession:
             self.error = storage_error(exc)
             self.running = None  # it may have seen bytes that are not stored
             return
+        except OffsetConflict as exc:  # the blob was published meanwhile: this request came too late
+            self.error = errors.UPLOAD_LOCKED(str(exc))
+            self.running = None
+            return
         self.written = self.position  # with one flush in flight, it ended where the next one starts
         if stored is not None:
             self.durable = max(self.durable, stored)
@@ -186,7 +236,11 @@ class AppendSession:
         trip releases it (when the offset could not be recorded, `_close` releases it)."""
         if self.durable == self.committed or self.lease.lost:
             return
-        advance = Advance(self.committed, self.durable, self.rt.expiry())
+        segments = None
+        if self.own_segment:  # its first recorded bytes: the segment joins the upload (replacing empty ones)
+            kept = tuple(s for s in self.upload.segments if s[1] < self.segment_start)
+            segments = (*kept, (self.segment, self.segment_start))
+        advance = Advance(self.committed, self.durable, self.rt.expiry(), segments, self.lease.token)
         try:
             if release:
                 await self.lease.release(advance)
@@ -198,6 +252,9 @@ class AppendSession:
             return
         self.committed = self.durable
         self.expires = advance.expires
+        if segments is not None:
+            self.own_segment = False
+            self.upload = replace(self.upload, segments=segments, writer=self.lease.token)
 
     async def _drain(self) -> None:
         await self._flush(last=True)
@@ -242,7 +299,7 @@ class AppendSession:
             upload = replace(self.upload, offset=self.committed, expires=self.expires)
             if upload.complete and not self.already_complete:
                 running, self.running = self.running, None
-                return await self.publisher.complete(upload, running)
+                return await self.publisher.complete(upload, running, self.lease.token)
             if self.committed > self.start:  # dashboards see every PATCH, not only 8 MiB checkpoints
                 await self.rt.events.emit(ev.PROGRESS, upload.id, upload.owner, offset=upload.offset,
                                           length=upload.length)
@@ -299,16 +356,20 @@ class AppendSession:
         if self.closed:
             return
         self.closed = True
+        clean = False  # until this session's writes are known to be over and its blob closed
+        self.rt.budget.release(self.buffered)  # a buffer never written (an error or a discarded body)
+        self.buffer, self.buffered = [], 0
         try:
             if self.pending is not None:  # an error cut the drain short: never close the blob under a write
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, OffsetConflict):
                     await self.pending
                 self.running = None
             self._keep_digest()
             if self.writer is not None:  # the last flush did not close it (an error, or nothing left to write)
                 await self.rt.io(self._close_writer)
+            clean = True
         finally:
-            await self.lease.release()  # a no-op when the last commit already released it
+            await self.lease.release(clean=clean)  # a no-op when the last commit already released it
 
     def _keep_digest(self) -> None:
         """Leave the running hash for the next request of this upload in this process, if it still fits."""

@@ -2,6 +2,16 @@
 
 Tombstones (terminated, expired, failed) keep answering 410 with a reason for a while, so a client that
 comes back learns why its upload is gone instead of seeing a bare 404.
+
+Segments fence writers that lost their lease. An unfinished upload's bytes are a list of segments, each
+written by a chain of append sessions and covering [its start, the next one's start). A session appends
+to the last segment only if every earlier writer of it ended cleanly (`writer` is empty: each clears it
+as it releases its lease, after its last write and with its blob closed); otherwise the last writer may
+still be alive (crashed, or paused past its lease by a GC, SIGSTOP or swap), and the session writes a
+segment of its own, registered with its first recorded offset. A stale writer therefore only ever
+writes past the recorded end of its own segment, which nobody reads: the offset's compare-and-set
+protects the record, segments protect the bytes. Publishing assembles the segments into a blob no
+stale writer can reach (see BlobStore.finalize).
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ GONE_REASONS = {
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
+Segments = tuple[tuple[str, int], ...]  # (name, start) of each segment of an unfinished upload, in order
+FIRST_SEGMENTS: Segments = (("", 0),)  # the blob BlobStore.create made, from offset 0
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -45,6 +58,8 @@ class Upload:
     # what post-processing found, kept with the state so listings need no artefact reads
     content_type: str = ""  # sniffed from the bytes; "" until the upload was processed
     thumbnails: tuple[int, ...] = ()  # sizes of the thumbnails made
+    segments: Segments = FIRST_SEGMENTS
+    writer: str = ""  # the lease token of a session that may still write the last segment; "" when none
 
     @property
     def complete(self) -> bool:

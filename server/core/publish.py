@@ -39,15 +39,19 @@ class Publisher:
         self.rt = rt
         self.on_published: list[Hook] = []
 
-    async def complete(self, upload: Upload, hasher: Any | None) -> Upload:
+    async def complete(self, upload: Upload, hasher: Any | None, session: str | None = None) -> Upload:
         """All bytes are in: make them durable, verify the declared sha256, publish or fail.
 
         `hasher`: the running SHA-256 over every byte, or None when this process did not see them all
-        (it is then rebuilt once from storage)."""
+        (it is then rebuilt once from storage). `session`: the lease token of the append session that
+        wrote the last bytes, if one did."""
         assert upload.length is not None
         rt = self.rt
+        # one segment whose writers all ended (or are this session) is published as it is; otherwise its
+        # recorded ranges are copied into a blob no stale writer holds open
+        in_place = len(upload.segments) == 1 and upload.writer in ("", session)
         try:
-            await rt.io(rt.store.finalize, upload.id, upload.length)
+            await rt.io(rt.store.finalize, upload.id, upload.length, upload.segments, in_place)
             if hasher is None:
                 hasher = await rt.io(hash_stored, rt.store, upload.id, upload.length)
         except OSError as exc:

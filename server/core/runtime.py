@@ -14,6 +14,7 @@ from typing import Any
 
 from tuskit import errors
 
+from .budget import BodyBudget
 from .config import ServiceConfig
 from .digests import RunningDigests
 from .failures import as_tus_error
@@ -29,6 +30,7 @@ class Runtime:
     executor: Executor
     config: ServiceConfig
     digests: RunningDigests = field(default_factory=RunningDigests)
+    budget: BodyBudget = field(default_factory=BodyBudget)  # body bytes in memory (unbounded unless given)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -40,7 +42,7 @@ class Runtime:
         return time.time() + self.config.expire_after if self.config.expire_after else None
 
     def error(self, exc: BaseException) -> errors.TusError:
-        return as_tus_error(exc, self.state.unavailable)
+        return as_tus_error(exc, self.state.unavailable, self.state.out_of_space)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Background work that must finish before shutdown (see `drain`), not tied to a request."""
@@ -53,9 +55,10 @@ class Runtime:
             await asyncio.gather(*self.background, return_exceptions=True)
 
     @contextlib.asynccontextmanager
-    async def leased(self, upload_id: str, *, read: bool = False) -> AsyncIterator[Lease]:
-        """Hold an upload's lease for a block: its only taker and releaser outside an append session."""
-        lease = await self.locker.acquire(upload_id, read=read)
+    async def leased(self, upload_id: str, *, read: bool = False, owner: str | None = None) -> AsyncIterator[Lease]:
+        """Hold an upload's lease for a block: its only taker and releaser outside an append session.
+        `owner`: a client's request, which may make a holder let go only of its own uploads."""
+        lease = await self.locker.acquire(upload_id, read=read, owner=owner)
         try:
             yield lease
         finally:

@@ -30,6 +30,8 @@ from .runtime import Runtime
 log = logging.getLogger("tuskit.server.core")
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+FULL_BELOW = 1024 * 1024  # a store with less free space than this is full, whatever is asked of it
+SWEEP_BATCH = 500  # expired uploads read per round trip; a sweep goes on until none are left
 STRAY_AGE_SECONDS = 86400.0  # when uploads never expire: how old an unrecorded blob must be to go
 
 
@@ -85,11 +87,19 @@ class UploadService:
         return upload
 
     async def head(self, upload_id: str, owner: str) -> Upload:
-        """Offset retrieval: under the lease, so a stale writer is stopped first and the offset is final;
-        an upload whose bytes are all in but that was never published is finished here."""
-        ids.check(upload_id)
-        async with self.rt.leased(upload_id):
-            return await self._settle_pending(await self.get(upload_id, owner))
+        """Offset retrieval. Visibility first: another owner's upload is a 404 that disturbs nothing. A
+        writer still holding the upload (usually the client's own old connection) is asked to let go, so
+        the offset is final, as tusd does; the lease itself is taken only to finish an upload whose bytes
+        are all in but that was never published, so simultaneous HEADs never queue for it."""
+        upload = await self.get(upload_id, owner)
+        if upload.status != ACTIVE:
+            return upload
+        if upload.complete or upload.concat == "final":
+            async with self.rt.leased(upload_id, read=True, owner=owner) as lease:
+                return await self._settle_pending(self._visible(lease.upload, owner))
+        if await self.rt.locker.wait_released(upload_id, owner):
+            return await self.get(upload_id, owner)
+        return upload
 
     async def _settle_pending(self, upload: Upload) -> Upload:
         """That happens when a process died between recording the last offset and publishing, or when a
@@ -164,9 +174,15 @@ class UploadService:
         max_size = self.config.max_size
         if max_size is not None and length > max_size:
             raise errors.TOO_LARGE(f"Upload-Length {length} exceeds Tus-Max-Size {max_size}")
-        room = await self.rt.io(_store_room, self.rt.store)
-        if room is not None and length > room:
-            raise errors.TOO_LARGE(f"Upload-Length {length} is more than this server can store ({room} bytes)")
+        free, largest = await self.rt.io(_store_room, self.rt.store)
+        if largest is not None and length > largest:
+            raise errors.TOO_LARGE(f"Upload-Length {length} is more than one upload here can hold ({largest} bytes)")
+        if free is not None and free < FULL_BELOW and length > free:
+            # a full store is a condition that passes (507: retry once space is freed), not a verdict on the
+            # upload's size; a store with room to spare that still cannot take this length is a 413
+            raise errors.INSUFFICIENT_STORAGE(f"storage is full ({free} bytes free); retry once space is freed")
+        if free is not None and length > free:
+            raise errors.TOO_LARGE(f"Upload-Length {length} is more than this server can store ({free} bytes free)")
 
     # ---- appending -------------------------------------------------------------------------------
 
@@ -181,7 +197,7 @@ class UploadService:
         until it verified; `trailer_possible`: a chunked body may end with one unannounced; `ends_upload`:
         the client says this body is the last, so where it ends is the upload's length."""
         ids.check(upload_id)
-        lease = await self.rt.locker.acquire(upload_id, read=True)
+        lease = await self.rt.locker.acquire(upload_id, read=True, write=True, owner=owner)
         try:
             upload = self._visible(lease.upload, owner)
             upload, room = await self._check_append(upload, offset, new_length, body_length)
@@ -223,8 +239,8 @@ class UploadService:
 
     async def terminate(self, upload_id: str, owner: str) -> None:
         ids.check(upload_id)
-        async with self.rt.leased(upload_id):
-            await self._retire(await self.get(upload_id, owner), TERMINATED, ev.TERMINATED)
+        async with self.rt.leased(upload_id, read=True, owner=owner) as lease:
+            await self._retire(self._visible(lease.upload, owner), TERMINATED, ev.TERMINATED)
 
     async def _retire(self, upload: Upload, status: str, event: str) -> None:
         """Delete an upload's bytes and leave a tombstone; finals waiting for it as a partial end too."""
@@ -238,23 +254,35 @@ class UploadService:
             rt.spawn(self.concat.merge_finals(finals))
 
     async def sweep(self, now: float | None = None) -> int:
-        """Delete unfinished uploads whose expiry passed, and stray blobs; returns how many went."""
+        """Delete every unfinished upload whose expiry passed, in batches; returns how many went.
+
+        An upload whose lease is held is being written (or is stalled, until --network-timeout closes
+        its request): it is passed over, never asked to let go."""
         now = time.time() if now is None else now
-        swept = await self._sweep_strays(now)
-        for upload_id in await self.rt.state.expired(now, 500):
-            try:
-                lease = await self.rt.locker.acquire(upload_id)
-            except errors.TusError:
-                continue  # someone is writing it right now, so it is not idle
-            try:
-                upload = await self.rt.state.get(upload_id)
-                if upload is None or upload.status != ACTIVE or upload.expires is None or upload.expires > now:
+        swept, busy = await self._sweep_strays(now), 0
+        while True:
+            batch = await self.rt.state.expired(now, SWEEP_BATCH, busy)  # the busy ones are still listed first
+            for upload_id in batch:
+                lease = await self.rt.locker.try_acquire(upload_id)
+                if lease is None:
+                    busy += 1
                     continue
-                await self._retire(upload, EXPIRED, ev.EXPIRED)
-                swept += 1
-            finally:
-                await lease.release()
-        return swept
+                try:
+                    swept += await self._expire(upload_id, now)
+                finally:
+                    await lease.release()
+            if len(batch) < SWEEP_BATCH:
+                return swept
+
+    async def _expire(self, upload_id: str, now: float) -> bool:
+        upload = await self.rt.state.get(upload_id)
+        if upload is None or upload.status != ACTIVE or upload.expires is None:
+            await self.rt.state.forget(upload_id)  # a record that went by other ways than ours
+            return False
+        if upload.expires > now:
+            return False  # progress moved it since the batch was read
+        await self._retire(upload, EXPIRED, ev.EXPIRED)
+        return True
 
     async def _sweep_strays(self, now: float) -> int:
         """Unfinished blobs without a live record (a process died while deleting one, or a Redis failover lost
@@ -270,7 +298,7 @@ class UploadService:
         return strays
 
 
-def _store_room(store: BlobStore) -> int | None:
-    """Executor side: the most one new blob can hold (None: no bound known)."""
-    bounds = [bound for bound in (store.free_space(), store.max_blob_size()) if bound is not None]
-    return min(bounds) if bounds else None
+
+def _store_room(store: BlobStore) -> tuple[int | None, int | None]:
+    """Executor side: (free space, largest blob) of the store; None where it has no such bound."""
+    return store.free_space(), store.max_blob_size()

@@ -1,14 +1,19 @@
 """What every tuskit HTTP request shares: CORS, Tus-Resumable, request IDs, errors rendered as values,
-and admission (who is asking, and whether they are over their rate).
+and admission (who is asking, whether they are over their rate, and whether they may send a body).
 
 Every failure reaches the client as a status, a one-line reason in the body and the headers it needs
 (Retry-After, Tus-Version ...), with CORS, so browsers can read errors like any other response.
+
+Every handler streams its request body (tornado calls `prepare()` as soon as the headers are in): so
+admission always comes before the first body byte is read, and a body where none belongs is answered
+from the headers instead of being read into memory first, as tornado does for handlers that do not stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -26,6 +31,8 @@ from .urls import public_origin
 log = logging.getLogger("tuskit.server.http")
 
 _REASONS = {460: "Checksum Mismatch"}
+# a client's own X-Request-ID is kept if it is a plausible ID; anything else is replaced, not logged
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -41,6 +48,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
             getattr(handler, "request_id", "-"), f" reason={failure!r}" if failure else "")
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     public = False  # True: no token and no rate limit (health checks from load balancers)
     metered = True  # False: not counted against the rate limit (scrapes must not be starved by uploads)
@@ -48,6 +56,7 @@ class BaseHandler(tornado.web.RequestHandler):
     # set by TusHandler while it streams a body; here so body pacing can keep the idle watchdog fed
     last_data: float = 0.0
     stopping: asyncio.Future[None] | None = None
+    held_back = False  # True while the body waits for the body budget: no stall of the client's
 
     @property
     def ctx(self) -> ServerContext:
@@ -55,7 +64,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return ctx
 
     def initialize(self) -> None:
-        self.request_id = self.request.headers.get("X-Request-ID") or secrets.token_hex(8)
+        sent = self.request.headers.get("X-Request-ID", "")
+        self.request_id = sent if _REQUEST_ID.fullmatch(sent) else secrets.token_hex(8)
         self.failure: str | None = None
         self._owner = ""
         self._via_link = False  # admitted by a signed link rather than a token
@@ -107,19 +117,49 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def upload_url(self, upload_id: str) -> str:
         """An upload's public URL, as clients must use it (behind a proxy: the proxy's origin)."""
-        origin = public_origin(self.request.headers, self.request.protocol, self.request.host,
+        origin = public_origin(self.request.headers, self.request.protocol, self.request.host or self._own_host(),
                                self.ctx.config.behind_proxy)
         return f"{origin}{self.ctx.config.base_path}{upload_id}"
+
+    def _own_host(self) -> str:
+        """The address this connection reached, for a request with an empty Host (legal HTTP, and no base
+        for a URL): where nginx falls back to its server name."""
+        host, port = self.request.connection.stream.socket.getsockname()[:2]  # type: ignore[attr-defined]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # ---- admission: every handler's prepare() starts with this -----------------------------------
 
     async def prepare(self) -> None:
         await self.admit()
+        self.refuse_body()
+
+    def refuse_body(self) -> None:
+        """Answer a request that announces a body where none belongs (413) from its headers: the body is
+        never read, and the connection closes after the answer."""
+        h = self.request.headers
+        if "Transfer-Encoding" in h or protocol.parse_content_length(h.get("Content-Length")):
+            raise errors.BODY_NOT_ALLOWED(f"a {self.request.method} request here takes no body")
+
+    async def data_received(self, chunk: bytes) -> None:
+        """Bytes of a body this request ignores (a POST's stray body); handlers that take bodies override it."""
 
     async def admit(self) -> None:
-        """Authenticate (bearer token or signed link) and spend one request from the caller's budget."""
+        """Authenticate (bearer token or signed link) and spend one request from the caller's budget.
+
+        A failed authentication spends one request of the caller's address, so guessing tokens is as
+        rate limited as anything else."""
         if self.public or self.request.method == "OPTIONS":
             return  # preflights carry no credentials by design
+        try:
+            await self._authenticate()
+        except errors.TusError as exc:
+            if exc.status in (401, 403):
+                await self._spend(f"ip:{self.request.remote_ip}")
+            raise
+        if self.metered:
+            await self._spend(self._client())
+
+    async def _authenticate(self) -> None:
         signed = self._signed_upload()
         if signed is not None:
             self._owner = await self.ctx.service.owner_of(signed)
@@ -129,9 +169,10 @@ class BaseHandler(tornado.web.RequestHandler):
             if owner is None:
                 raise errors.UNAUTHORIZED()
             self._owner = owner
-        if not self.metered:
-            return
-        verdict = await self.ctx.limiter.request(self._client())
+
+    async def _spend(self, client: str) -> None:
+        """One request from `client`'s budget, or 429."""
+        verdict = await self.ctx.limiter.request(client)
         if not verdict.allowed:
             self.ctx.metrics.rate_limited += 1
             raise errors.RATE_LIMITED(
@@ -157,9 +198,9 @@ class BaseHandler(tornado.web.RequestHandler):
         holders, who must not spend the owner's budget)."""
         return f"owner:{self._owner}" if self._owner and not self._via_link else f"ip:{self.request.remote_ip}"
 
-    async def body_arrived(self, count: int) -> None:
-        """Pace an upload body to the byte rate by reading the next piece later (never by refusing)."""
-        self.ctx.metrics.bytes_received += count
+    async def pace(self, count: int) -> None:
+        """Pace an upload body to the byte rate by reading its next piece later (never by refusing), now
+        that `count` more bytes of it arrived."""
         wait = await self.ctx.limiter.upload_bytes(self._client(), count)
         deadline = time.monotonic() + wait
         while wait > 0 and self.stopping is None:

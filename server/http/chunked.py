@@ -1,23 +1,61 @@
-"""An HTTP server whose chunked request bodies may end with trailers (the checksum-trailer extension).
+"""Tornado's HTTP server with three changes of ours: chunked request bodies may end with trailers (the
+checksum-trailer extension), body reads are sized by the process's body budget, and a request head over
+the size limit is answered 431 instead of a silent close.
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
 We swap in a connection class whose chunked-body reader parses trailers and keeps them on the
-connection, where `request_trailers()` finds them for the handler. Everything else is Tornado's.
+connection, where `request_trailers()` finds them for the handler. Its body reads (chunked or not) ask
+the budget how big they may be: a read of 1 MiB per upload is what makes uploads fast, and what made 200
+of them take 500 MB at once. Everything else is Tornado's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tornado import httputil, iostream
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.log import gen_log
 
+from ..core.budget import MIN_PIECE, BodyBudget
+
 _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
+_YIELD_EVERY = 256 * 1024  # body bytes read before other connections get a turn, as tornado does
 _EMPTY = httputil.HTTPHeaders()
+_TOO_LARGE_REASON = b"request header block is over 64 KiB\n"
+_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Tus-Resumable: 1.0.0\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(_TOO_LARGE_REASON), _TOO_LARGE_REASON))
+
+
+class HeadLimitStream(iostream.IOStream):
+    """A connection's stream that answers a request head over the limit with 431 before it closes.
+
+    Tornado reads the request head (and nothing else on a server) with `read_until_regex(max_bytes)`, and
+    when the head outgrows it the stream closes itself at once, leaving the client guessing."""
+
+    reading_head = False
+
+    def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> asyncio.Future[bytes]:
+        self.reading_head = True
+        future = super().read_until_regex(regex, max_bytes)
+        future.add_done_callback(self._head_read)
+        return future
+
+    def _head_read(self, _future: asyncio.Future[bytes]) -> None:
+        self.reading_head = False
+
+    def close(self, exc_info: Any = False) -> None:
+        if self.reading_head and isinstance(exc_info, iostream.UnsatisfiableReadError) and not self.closed():
+            with contextlib.suppress(OSError):
+                self.socket.send(_HEAD_TOO_LARGE)  # a small write into an idle socket: it goes at once
+        super().close(exc_info)
 
 
 def _chunk_size(line: bytes) -> int:
@@ -32,6 +70,43 @@ class TrailerConnection(HTTP1Connection):
     """One request on a connection; its chunked body may carry trailers, kept in `self.trailers`."""
 
     trailers: httputil.HTTPHeaders = _EMPTY
+    budget: BodyBudget
+    # set by a handler that streams a body: awaited before each piece after the first (byte-rate pacing,
+    # the body budget's leave to read on)
+    gate: Callable[[], Awaitable[None]] | None = None
+    _pieces = 0
+
+    async def _take_piece(self, delegate: httputil.HTTPMessageDelegate, want: int) -> int:
+        """Read one piece of the body (at most `want` bytes, as soon as any arrived, no more than the
+        budget allows), hand it to the handler and return its size.
+
+        The piece lives only in this frame, so whatever the handler did not keep is freed before the gate
+        makes the next piece wait: a waiting body must hold only what the budget counts. The stream's
+        socket reads are sized like the piece, since one recv of its `read_chunk_size` (tornado sets the
+        server's chunk size, 1 MiB) would pull in a whole megabyte however little was asked for."""
+        if self._pieces and self.gate is not None:
+            await self.gate()
+        self._pieces += 1
+        size = self.budget.start_read(min(want, self.params.chunk_size))
+        stream = self.stream
+        usual, stream.read_chunk_size = stream.read_chunk_size, size
+        try:
+            piece = await stream.read_bytes(size, partial=True)
+        finally:
+            stream.read_chunk_size = usual
+            self.budget.end_read(size)
+        await self._deliver_body(delegate, piece)
+        return len(piece)
+
+    async def _read_fixed_body(self, content_length: int, delegate: httputil.HTTPMessageDelegate) -> None:
+        work = 0
+        while content_length > 0:
+            got = await self._take_piece(delegate, content_length)
+            content_length -= got
+            work += got
+            if work >= _YIELD_EVERY:
+                work = 0
+                await asyncio.sleep(0)
 
     async def _read_chunked_body(self, delegate: httputil.HTTPMessageDelegate) -> None:
         total = 0
@@ -45,9 +120,7 @@ class TrailerConnection(HTTP1Connection):
                 raise httputil.HTTPInputError("chunked body too large")
             left = size
             while left:
-                piece = await self.stream.read_bytes(min(left, self.params.chunk_size), partial=True)
-                left -= len(piece)
-                await self._deliver_body(delegate, piece)
+                left -= await self._take_piece(delegate, left)
             if await self.stream.read_bytes(2) != b"\r\n":
                 raise httputil.HTTPInputError("improperly terminated chunk")
 
@@ -68,10 +141,13 @@ class TrailerConnection(HTTP1Connection):
 class TrailerServerConnection(HTTP1ServerConnection):
     """Tornado's request loop, with TrailerConnection per request."""
 
+    budget: BodyBudget
+
     async def _server_request_loop(self, delegate: httputil.HTTPServerConnectionDelegate) -> None:
         try:
             while True:
                 conn = TrailerConnection(self.stream, False, self.params, self.context)
+                conn.budget = self.budget
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     keep_alive = await conn.read_response(request_delegate)
@@ -89,9 +165,19 @@ class TrailerServerConnection(HTTP1ServerConnection):
 
 
 class TusHTTPServer(HTTPServer):
+    def initialize(self, *args: Any, budget: BodyBudget | None = None, **kwargs: Any) -> None:
+        """`budget`: the process's body budget, shared with the append sessions (None: unbounded)."""
+        super().initialize(*args, **kwargs)
+        self.budget = budget or BodyBudget()
+
     def handle_stream(self, stream: iostream.IOStream, address: tuple[str, ...]) -> None:
+        if type(stream) is iostream.IOStream:  # not yet used: the same socket gets our stream class
+            stream = HeadLimitStream(stream.socket, max_buffer_size=stream.max_buffer_size,
+                                     read_chunk_size=MIN_PIECE,  # request heads; body reads size their own
+                                     max_write_buffer_size=stream.max_write_buffer_size)
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
         conn = TrailerServerConnection(stream, self.conn_params, context)
+        conn.budget = self.budget
         self._connections.add(conn)
         conn.start_serving(self)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import ServerConfig
+from ..core.budget import BodyBudget
 from ..core.ports import EventFeed, RateLimiter
 from ..core.service import UploadService
 from ..media.metrics import Metrics
@@ -21,8 +22,12 @@ class Interruptible(Protocol):
 
     last_data: float  # time.monotonic() of the last body bytes
     stopping: asyncio.Future[None] | None  # set once interrupted: done when its bytes are saved
+    held_back: bool  # waiting for the body budget: quiet because of us, not the client
 
     def interrupt(self, why: str) -> None: ...
+
+    def spill(self) -> None:
+        """Hand the bytes it buffered to storage (its client went quiet)."""
 
 
 @dataclass
@@ -33,8 +38,11 @@ class ServerContext:
     limiter: RateLimiter
     feed: EventFeed
     signing_secret: bytes
+    budget: BodyBudget = field(default_factory=BodyBudget)  # request body bytes in memory, shared with the core
     tokens: TokenTable | None = None  # None: auth off, every upload belongs to owner ""
     hooks: HookSender | None = None
     metrics: Metrics = field(default_factory=Metrics)
     shutting_down: bool = False
     active: set[Interruptible] = field(default_factory=set)  # requests streaming a body right now
+    # /events replay pages read and sent at once (each holds one page of history in memory)
+    replay_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))

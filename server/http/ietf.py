@@ -77,6 +77,8 @@ class IetfHandler(TusHandler):
     async def prepare(self) -> None:
         await self.admit()
         method = self.request.method
+        if method in ("OPTIONS", "GET", "HEAD", "DELETE"):
+            self.refuse_body()  # answered from the headers, as for tus requests: the body is never read
         if method in ("OPTIONS", "GET"):
             return
         if self.ctx.shutting_down:
@@ -88,7 +90,6 @@ class IetfHandler(TusHandler):
             await self._start_append()
         elif method in ("HEAD", "DELETE"):
             self._refuse_strays()
-            self.request.connection.set_max_body_size(0)
         else:
             raise errors.METHOD_NOT_ALLOWED(f"{method} {'on an upload URL' if on_upload else 'at the collection'}")
 
@@ -97,8 +98,7 @@ class IetfHandler(TusHandler):
         h = self.request.headers
         if "chunked" in h.get("Transfer-Encoding", "").lower():
             return None
-        value = h.get("Content-Length", "0")
-        return int(value) if value.isdigit() else None
+        return protocol.parse_content_length(h.get("Content-Length")) or 0
 
     def _refuse_strays(self) -> None:
         """Interop 3-6: offset retrieval and cancellation carry none of the upload's state fields."""

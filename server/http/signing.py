@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,6 +21,7 @@ from tuskit import errors
 SECRET_FILE = "signing.key"
 EXPIRES_ARG = "expires"
 SIGNATURE_ARG = "signature"
+_EXPIRES = re.compile(r"[0-9]{1,12}")  # unix seconds in ASCII digits (str.isdigit() also takes "²")
 
 
 def data_dir_secret(data_dir: Path) -> bytes:
@@ -48,7 +50,7 @@ def signed_query(secret: bytes, upload_id: str, expires: int) -> str:
 
 def check(secret: bytes, upload_id: str, expires: str, signature: str, now: float) -> None:
     """403 unless the signature is ours for this upload and expiry, and the expiry is still ahead."""
-    expected = _mac(secret, upload_id, int(expires)).encode() if expires.isdigit() else b""
+    expected = _mac(secret, upload_id, int(expires)).encode() if _EXPIRES.fullmatch(expires) else b""
     if not expected or not hmac.compare_digest(expected, signature.encode()):
         raise errors.FORBIDDEN("invalid download signature")
     if int(expires) <= now:

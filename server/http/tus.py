@@ -28,6 +28,7 @@ from .chunked import request_trailers
 log = logging.getLogger("tuskit.server.http")
 
 _OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+_STRAY_BODY = 64 * 1024  # the most a POST may send that is not an upload's first bytes (read and ignored)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _INLINE_TYPES = {
     "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "text/plain", "application/pdf",
@@ -46,6 +47,8 @@ class TusHandler(BaseHandler):
         self.service = self.ctx.service
         self.session: AppendSession | None = None
         self.stopping: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None  # waiting for the body budget (see _next_piece)
+        self._unpaced = 0  # body bytes received since the last --byte-rate pacing
         self.last_data = time.monotonic()
         override = self.request.headers.get("X-HTTP-Method-Override", "").upper()
         if self.request.method == "POST" and override in _OVERRIDABLE:
@@ -56,6 +59,8 @@ class TusHandler(BaseHandler):
     async def prepare(self) -> None:
         await self.admit()  # token or signed link, and the rate limit (http_base)
         method = self.request.method
+        if method not in ("PATCH", "POST"):
+            self.refuse_body()
         if method == "OPTIONS" or (method == "GET" and "Tus-Resumable" not in self.request.headers):
             return  # discovery/preflight and plain downloads are not tus requests
         protocol.check_version(self.request.headers.get("Tus-Resumable"))
@@ -65,12 +70,12 @@ class TusHandler(BaseHandler):
             await self._start_patch()
         elif method == "POST":
             await self._start_post()
-        else:
-            self.request.connection.set_max_body_size(0)
+
+    def _body_length(self) -> int | None:
+        return protocol.parse_content_length(self.request.headers.get("Content-Length"))
 
     def _has_body(self) -> bool:
-        h = self.request.headers
-        return int(h.get("Content-Length") or 0) > 0 or "chunked" in h.get("Transfer-Encoding", "").lower()
+        return bool(self._body_length()) or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
 
     def _max_body(self) -> int:
         # a little over what any upload may take, so overruns reach us as a clear 413, not tornado's 400
@@ -90,8 +95,7 @@ class TusHandler(BaseHandler):
         offset = protocol.parse_offset(h.get("Upload-Offset"))
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if "Upload-Checksum" in h else None
         new_length = protocol.parse_length(h["Upload-Length"]) if "Upload-Length" in h else None
-        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
-        await self._open_session(upload_id, offset, new_length, body_length, checksum)
+        await self._open_session(upload_id, offset, new_length, self._body_length(), checksum)
 
     async def _start_post(self) -> None:
         """Create the upload now: with creation-with-upload its body streams in before `post()` runs."""
@@ -114,14 +118,18 @@ class TusHandler(BaseHandler):
             raise errors.UNSUPPORTED_MEDIA(f"a creation body must be {protocol.OFFSET_CONTENT_TYPE}; nothing created")
         with_body = self._has_body() and (concat is None or concat.kind == "partial")
         checksum = protocol.parse_checksum(h["Upload-Checksum"]) if with_body and "Upload-Checksum" in h else None
-        body_length = int(h["Content-Length"]) if h.get("Content-Length", "").isdigit() else None
+        body_length = self._body_length()
         if with_body and length is not None and body_length is not None and body_length > length:
             raise errors.LENGTH_EXCEEDED(f"a body of {body_length} bytes does not fit Upload-Length {length}")
+        if not with_body and self._has_body() and (body_length is None or body_length > _STRAY_BODY):
+            raise errors.BODY_NOT_ALLOWED(
+                f"a POST body is an upload's first bytes only with Content-Type: {protocol.OFFSET_CONTENT_TYPE}")
         self.created = await self.service.create(length=length, metadata=metadata, concat=concat,
                                                  owner=self.owner())
         self.set_header("Location", self.upload_url(self.created.id))
         if not with_body:
-            self.request.connection.set_max_body_size(64 * 1024)  # a stray body is read and ignored
+            # a small stray body is read and ignored, within --network-timeout like every body
+            self.request.connection.set_body_timeout(self.ctx.config.network_timeout)
             return
         await self._open_session(self.created.id, 0, None, body_length, checksum)
 
@@ -131,11 +139,16 @@ class TusHandler(BaseHandler):
         h = self.request.headers
         trailer = "upload-checksum" in h.get("Trailer", "").lower()
         chunked = "chunked" in h.get("Transfer-Encoding", "").lower()
+        # a body that must wait for memory waits here, before it takes the upload's lease
+        await self._admit()
+        if self.ctx.shutting_down:
+            raise errors.SHUTTING_DOWN()
         self.session = await self.service.open_append(
             upload_id, self.owner(), offset, new_length=new_length, body_length=body_length,
             checksum=checksum, checksum_in_trailer=trailer, trailer_possible=chunked and checksum is None,
             ends_upload=ends_upload)
         self.request.connection.set_max_body_size(self._max_body())
+        self.request.connection.gate = self._next_piece  # type: ignore[attr-defined]  # a TrailerConnection
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
         self.session.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
@@ -143,8 +156,40 @@ class TusHandler(BaseHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.session is not None:
             self.last_data = time.monotonic()
+            self.ctx.budget.used(self)
+            self.ctx.metrics.bytes_received += len(chunk)
+            self._unpaced += len(chunk)
             await self.session.write(chunk)
-            await self.body_arrived(len(chunk))  # metrics, and --byte-rate pacing by reading later
+
+    async def _next_piece(self) -> None:
+        """The connection's gate before each piece of the body after the first: --byte-rate pacing, then
+        the body budget's leave. While the budget is spent our buffer goes to storage and the body waits
+        its turn (TCP meanwhile slows the client): never a failure, and not a stall of the client's, so
+        the --network-timeout watchdog leaves it alone."""
+        unpaced, self._unpaced = self._unpaced, 0
+        await self.pace(unpaced)
+        self.held_back = self.ctx.budget.would_wait()
+        try:
+            if self.held_back and self.session is not None:
+                await self.session.flush()
+            await self._admit()
+        finally:
+            self.held_back = False
+            self.last_data = time.monotonic()
+
+    async def _admit(self) -> None:
+        """Wait for the body budget's leave to read a piece; an interruption ends the wait early."""
+        self._room = asyncio.ensure_future(self.ctx.budget.admit(self))
+        try:
+            await asyncio.wait({self._room})
+        finally:
+            self._room.cancel()
+            self._room = None
+
+    def spill(self) -> None:
+        """The client went quiet: hand its buffered bytes to storage instead of holding them in memory."""
+        if self.session is not None and self.session.buffered and not self.session.closed:
+            self.service.spawn(self.session.flush())
 
     # ---- ending a streamed body ------------------------------------------------------------------
 
@@ -152,6 +197,8 @@ class TusHandler(BaseHandler):
         """Another request wants this upload, the client stalled, or the server is stopping: save and end."""
         if self.stopping is None and self.session is not None and not self.session.closed:
             self.stopping = asyncio.ensure_future(self._stop_streaming(why))
+            if self._room is not None:
+                self._room.cancel()  # no more reading: stop waiting for memory
 
     async def _stop_streaming(self, why: str) -> None:
         assert self.session is not None
@@ -172,7 +219,13 @@ class TusHandler(BaseHandler):
                     await sent  # the 503 is on the wire before the connection goes
         self.request.connection.close()
 
+    def on_finish(self) -> None:
+        self.ctx.budget.used(self)  # a grant it did not use
+
     def on_connection_close(self) -> None:
+        self.ctx.budget.used(self)
+        if self._room is not None:
+            self._room.cancel()
         if self.session is not None and not self.session.closed and self.stopping is None:
             self.stopping = asyncio.ensure_future(self._stop_on_disconnect())
         # ends tornado's wait for the body (quietly); without it the handler lingered until shutdown

@@ -4,6 +4,10 @@ live events.
 One tail per process reads the stream (XREAD BLOCK on its own connection) and fans entries out to this
 process's subscribers, so a thousand dashboards cost one Redis connection, and live events carry their
 stream IDs, which a reconnecting EventSource sends back as Last-Event-ID.
+
+A replay reads the history a page at a time and keeps only the caller's events as it reads, so its memory
+is one page whatever the history's length; it goes at most REPLAY_DEPTH entries deep per call (the
+caller continues from where it stopped), so no request scans the whole history on its own.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..core.ports import FEED_CLOSED, Entry
+from ..core.ports import FEED_CLOSED, Entry, ReplayPage
 from . import keys
 from .connect import connect
 
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 _STREAM_ID = re.compile(r"\d+-\d+")
 QUEUE_LIMIT = 1000  # a subscriber this far behind is dropped; it reconnects and replays
 REPLAY_PAGE = 500
+REPLAY_DEPTH = 10_000  # history entries one replay call reads at most (20 pages)
 
 
 def stream_order(stream_id: str) -> tuple[int, int]:
@@ -34,12 +40,15 @@ def stream_order(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+def _stream_id(raw_id: Any) -> str:
+    return raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+
+
 def _decode(entries: list[Any]) -> list[Entry]:
     out: list[Entry] = []
     for raw_id, fields in entries:
-        stream_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         with contextlib.suppress(KeyError, ValueError):
-            out.append((stream_id, json.loads(fields[b"event"])))
+            out.append((_stream_id(raw_id), json.loads(fields[b"event"])))
     return out
 
 
@@ -106,16 +115,19 @@ class EventFeed:
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(FEED_CLOSED)
 
-    async def replay(self, after: str) -> list[Entry]:
-        """Every entry still in the stream after `after` (exclusive), oldest first."""
-        out: list[Entry] = []
-        start = f"({after}"
-        while True:
-            page = _decode(await self.redis.xrange(keys.EVENT_STREAM, min=start, max="+", count=REPLAY_PAGE))
-            out.extend(page)
-            if len(page) < REPLAY_PAGE:
-                return out
-            start = f"({page[-1][0]}"
+    async def replay(self, after: str, owner: str | None) -> AsyncIterator[ReplayPage]:
+        """Pages of the entries after `after` (exclusive), oldest first, with only `owner`'s events (None:
+        all); at most REPLAY_DEPTH entries deep."""
+        last = after
+        for _ in range(REPLAY_DEPTH // REPLAY_PAGE):
+            raw = await self.redis.xrange(keys.EVENT_STREAM, min=f"({last}", max="+", count=REPLAY_PAGE)
+            if raw:
+                last = _stream_id(raw[-1][0])
+            entries = [e for e in _decode(raw) if owner is None or e[1].get("owner") == owner]
+            caught_up = len(raw) < REPLAY_PAGE
+            yield ReplayPage(entries, last, caught_up)
+            if caught_up:
+                return
 
     def is_event_id(self, text: str) -> bool:
         return bool(_STREAM_ID.fullmatch(text))

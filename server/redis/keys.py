@@ -12,6 +12,7 @@ LOCK_PREFIX = PREFIX + "lock:"  # string: an upload's lease token
 RELEASE_CHANNEL_PREFIX = PREFIX + "lock-release:"  # pub/sub: "let go of this upload's lease"
 UPLOAD_PREFIX = PREFIX + "upload:"
 OWNED_PREFIX = PREFIX + "owned:"
+FINALS_OF_PREFIX = PREFIX + "finals-of:"  # set: the final uploads that list a partial (see finals_of)
 
 
 def upload(upload_id: str) -> str:
@@ -26,7 +27,7 @@ def owned(owner: str) -> str:
 
 def finals_of(partial_id: str) -> str:
     """Set of the final uploads that list this partial."""
-    return PREFIX + "finals-of:" + partial_id
+    return FINALS_OF_PREFIX + partial_id
 
 
 def lock(upload_id: str) -> str:

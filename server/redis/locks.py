@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -22,7 +22,7 @@ from tuskit import errors
 from ..core.model import Upload
 from ..core.ports import Advance
 from . import keys
-from .state import RedisStateStore, parse
+from .state import RedisStateStore, clear_writer, parse
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,19 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# take the lease and, only if taken, read a hash in the same round trip (nil: someone else holds it)
+# take the lease and, only if taken, read a hash in the same round trip (nil: someone else holds it);
+# ARGV[3] == '1' (a writer): become the active upload's writer if it has none, after reading it
 _ACQUIRE_READING = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-return redis.call('HGETALL', KEYS[2])
+local record = redis.call('HGETALL', KEYS[2])
+if ARGV[3] == '1' and redis.call('HGET', KEYS[2], 'status') == 'active' then
+  local writer = redis.call('HGET', KEYS[2], 'writer')
+  if not writer or writer == '' then redis.call('HSET', KEYS[2], 'writer', ARGV[1]) end
+end
+return record
 """
-_RELEASE = """
+# KEYS[1]: the lease, KEYS[2]: the upload; ARGV[1]: the lease's token, ARGV[2]: '1' if it ended cleanly
+_RELEASE = clear_writer("KEYS[2]", "ARGV[1]", "ARGV[2]") + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -111,20 +118,21 @@ class RedisLease:
         if self._renewer is not None:
             self._renewer.cancel()  # not awaited (see _renew_forever); a late renewal fails its token check
 
-    async def release(self, advance: Advance | None = None) -> None:
+    async def release(self, advance: Advance | None = None, *, clean: bool = True) -> None:
         """End the lease once; with `advance`, the offset moves and the lease goes in one script (the
-        script deletes the lease only when the offset moved; otherwise it is deleted here)."""
+        script deletes the lease only when the offset moved; otherwise it is deleted here). `clean`: see
+        core.ports.Lease."""
         if self._released:
             return
         self._end()
         if advance is not None:
             try:
-                await self.locker.state.advance(self.upload_id, advance, release=(self.key, self.token))
+                await self.locker.state.advance(self.upload_id, advance, release=(self.key, self.token), clean=clean)
                 return
             except BaseException:
-                await self.locker._drop(self.upload_id, self.token)
+                await self.locker._drop(self.upload_id, self.token, clean)
                 raise
-        await self.locker._drop(self.upload_id, self.token)
+        await self.locker._drop(self.upload_id, self.token, clean)
 
 
 class RedisLocker:
@@ -180,47 +188,94 @@ class RedisLocker:
                 with contextlib.suppress(aioredis.RedisError):
                     await pubsub.psubscribe(keys.RELEASE_CHANNEL_PREFIX + "*")
 
-    async def _drop(self, upload_id: str, token: str) -> None:
+    async def _drop(self, upload_id: str, token: str, clean: bool) -> None:
         """Compare-and-delete a lease of ours. If Redis is away, remember it and retry at the next acquire:
         otherwise the lease of a request that Redis's outage ended would lock the upload for a whole TTL."""
         try:
-            await self._release(keys=[keys.lock(upload_id)], args=[token])
+            await self._release(keys=[keys.lock(upload_id), keys.upload(upload_id)],
+                                args=[token, "1" if clean else "0"])
         except aioredis.RedisError:
             self._orphans[upload_id] = token
 
-    async def _take(self, upload_id: str, token: str, read: bool) -> tuple[bool, Upload | None]:
+    async def _take(self, upload_id: str, token: str, read: bool, write: bool = False) -> tuple[bool, Upload | None]:
         """One attempt: (taken, the upload's record when `read`)."""
         if not read:
             return bool(await self.redis.set(keys.lock(upload_id), token, nx=True, px=self.ttl_ms)), None
         flat = await self._acquire_reading(keys=[keys.lock(upload_id), keys.upload(upload_id)],
-                                           args=[token, self.ttl_ms])
+                                           args=[token, self.ttl_ms, "1" if write else "0"])
         if flat is None:
             return False, None
         return True, parse(upload_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    async def acquire(self, upload_id: str, *, read: bool = False) -> RedisLease:
+    async def acquire(self, upload_id: str, *, read: bool = False, write: bool = False,
+                      owner: str | None = None) -> RedisLease:
         """Take the lease, asking a current holder to let go; 423 if it is not free in time.
 
-        `read`: also read the upload's record as the lease is taken, in the same round trip."""
-        orphan = self._orphans.pop(upload_id, None)
-        if orphan is not None:
-            await self._drop(upload_id, orphan)
+        `read`: also read the upload's record as the lease is taken, in the same round trip; `write`: and
+        become its writer if it has none (core.ports.Locker). `owner`: the asker's; if the upload is not
+        theirs, a lease held by someone else is a 404 and nobody is asked."""
+        await self._drop_orphan(upload_id)
         token = secrets.token_hex(16)
+        read_as_taken: list[Upload | None] = []
+
+        async def take() -> bool:
+            taken, upload = await self._take(upload_id, token, read or write, write)
+            if taken:
+                read_as_taken.append(upload)
+            return taken
+
+        await self._until(upload_id, owner, take)
+        return self._hold(upload_id, token, read_as_taken[0])
+
+    async def wait_released(self, upload_id: str, owner: str) -> bool:
+        """If the upload is leased, ask the holder to let go and wait until it did, without taking the
+        lease (423 if not in time; 404 if the upload is not `owner`'s). True if there was a holder."""
+        await self._drop_orphan(upload_id)
+        key = keys.lock(upload_id)
+        if not await self.redis.exists(key):
+            return False
+
+        async def released() -> bool:
+            return not await self.redis.exists(key)
+
+        await self._until(upload_id, owner, released)
+        return True
+
+    async def _until(self, upload_id: str, owner: str | None, attempt: Callable[[], Awaitable[bool]]) -> None:
+        """Repeat `attempt` until it succeeds, asking the lease's holder to let go; 423 if not in time.
+
+        Only the upload's owner may ask (`owner` None: the server itself, e.g. the sweeper): anyone else
+        would cut a stranger's upload with a request that is answered 404 anyway."""
         deadline = time.monotonic() + self.wait_seconds
         next_ask = 0.0  # asked again every second: pub/sub drops messages while a listener reconnects
-        while True:
-            taken, upload = await self._take(upload_id, token, read)
-            if taken:
-                lease = RedisLease(self, upload_id, token)
-                lease.upload = upload
-                self._held[upload_id] = lease
-                lease._schedule_renewal()
-                return lease
+        while not await attempt():
             if time.monotonic() >= next_ask:
                 if next_ask == 0.0:
+                    if owner is not None and await self.redis.hget(keys.upload(upload_id), "owner") != owner.encode():
+                        raise errors.NOT_FOUND()
                     self.waits += 1
-                await self.redis.publish(keys.release_channel(upload_id), token)
+                await self.redis.publish(keys.release_channel(upload_id), "")
                 next_ask = time.monotonic() + 1.0
             if time.monotonic() >= deadline:
                 raise errors.UPLOAD_LOCKED()
             await asyncio.sleep(self.poll_seconds)
+
+    async def try_acquire(self, upload_id: str) -> RedisLease | None:
+        """The lease if it is free right now; nobody is asked to let go (the sweeper must not stop a
+        request that is still sending)."""
+        await self._drop_orphan(upload_id)
+        token = secrets.token_hex(16)
+        taken, _ = await self._take(upload_id, token, read=False)
+        return self._hold(upload_id, token, None) if taken else None
+
+    async def _drop_orphan(self, upload_id: str) -> None:
+        orphan = self._orphans.pop(upload_id, None)
+        if orphan is not None:  # who knows what its holder left in flight: it stays the writer, if it was
+            await self._drop(upload_id, orphan, clean=False)
+
+    def _hold(self, upload_id: str, token: str, upload: Upload | None) -> RedisLease:
+        lease = RedisLease(self, upload_id, token)
+        lease.upload = upload
+        self._held[upload_id] = lease
+        lease._schedule_renewal()
+        return lease

@@ -51,8 +51,8 @@ class SyncRecordingStore(FileStore):
         super().__init__(root)
         self.synced: dict[str, int] = {}
 
-    def writer(self, upload_id: str, offset: int) -> SyncRecordingWriter:  # type: ignore[override]
-        return SyncRecordingWriter(super().writer(upload_id, offset), upload_id, offset, self.synced)
+    def writer(self, upload_id: str, offset: int, *segment: Any) -> SyncRecordingWriter:  # type: ignore[override]
+        return SyncRecordingWriter(super().writer(upload_id, offset, *segment), upload_id, offset, self.synced)
 
 
 class AdvanceRecordingState(RedisStateStore):

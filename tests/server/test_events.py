@@ -1,5 +1,6 @@
 """Every state change of an upload reaches `GET /events` as a Server-Sent Event, from whichever process
-caused it; a client that reconnects with Last-Event-ID gets what it missed from the Redis stream."""
+caused it; a client that reconnects with Last-Event-ID gets what it missed from the Redis stream.
+(Without --tokens the stream is served only with --public-events: tests/faults/test_hostile_events.py.)"""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 from PIL import Image
 from tus_calls import b64, create, patch, poll, sse_events, upload
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, start_server
+
+
+@pytest.fixture(scope="module")
+def events_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server without tokens whose operator opted in to serving /events to everyone."""
+    server = start_server(tmp_path_factory.mktemp("events"), "--public-events")
+    yield server
+    server.stop()
 
 
 class SseClient:
@@ -77,8 +87,8 @@ class SseClient:
 def test_every_state_change_is_streamed_across_processes(
     server_factory: Callable[..., ServerProcess], redis_url: str
 ) -> None:
-    a = server_factory("--redis-url", redis_url)
-    b = server_factory("--redis-url", redis_url)
+    a = server_factory("--redis-url", redis_url, "--public-events")
+    b = server_factory("--redis-url", redis_url, "--public-events")
     live = SseClient(b.origin)  # watching B while everything happens on A
     try:
         buf = io.BytesIO()
@@ -110,9 +120,9 @@ def test_every_state_change_is_streamed_across_processes(
         live.close()
 
 
-def test_last_event_id_replays_what_was_missed_then_goes_live(tus_server: ServerProcess) -> None:
-    first = upload(tus_server.url, b"first file")
-    with requests.get(tus_server.origin + "/events", headers={"Last-Event-ID": "0-0"}, stream=True,
+def test_last_event_id_replays_what_was_missed_then_goes_live(events_server: ServerProcess) -> None:
+    first = upload(events_server.url, b"first file")
+    with requests.get(events_server.origin + "/events", headers={"Last-Event-ID": "0-0"}, stream=True,
                       timeout=30) as stream:
         history = []
         for entry in sse_events(stream):
@@ -121,8 +131,8 @@ def test_last_event_id_replays_what_was_missed_then_goes_live(tus_server: Server
                 break
     resume_from = next(event_id for event_id, e in history if e["id"] == first[-32:] and e["type"] == "created")
 
-    second = upload(tus_server.url, b"second file", filename="b.txt")  # happens while nobody listens
-    with requests.get(tus_server.origin + "/events", params={"last_event_id": resume_from}, stream=True,
+    second = upload(events_server.url, b"second file", filename="b.txt")  # happens while nobody listens
+    with requests.get(events_server.origin + "/events", params={"last_event_id": resume_from}, stream=True,
                       timeout=30) as stream:
         replayed: list[tuple[str, dict[str, Any]]] = []
         for entry in sse_events(stream):
@@ -137,9 +147,9 @@ def test_last_event_id_replays_what_was_missed_then_goes_live(tus_server: Server
     assert [k for i, k in mine if i == second[-32:]] == ["created", "finished", "verified"]
 
 
-def test_event_payloads_name_the_owner_field(tus_server: ServerProcess) -> None:
-    url = upload(tus_server.url, b"x", {"Upload-Metadata": "filename " + b64("x.txt")})
-    with requests.get(tus_server.origin + "/events", headers={"Last-Event-ID": "0-0"}, stream=True,
+def test_event_payloads_name_the_owner_field(events_server: ServerProcess) -> None:
+    url = upload(events_server.url, b"x", {"Upload-Metadata": "filename " + b64("x.txt")})
+    with requests.get(events_server.origin + "/events", headers={"Last-Event-ID": "0-0"}, stream=True,
                       timeout=30) as stream:
         for _id, event in sse_events(stream):
             if event["id"] == url[-32:]:

@@ -184,6 +184,39 @@ def test_a_tail_is_read_along_its_chain_of_segments() -> None:
     assert chain({0: 400, 100: 200}, 350) == [(0, 350)]  # the whole tail stored again jumps over the rest
 
 
+@pytest.mark.parametrize("boundary", [6 * MiB + 100, 100])  # a first segment that is a part and more, or tiny
+def test_segments_are_multipart_uploads_of_their_own_and_publish_as_one_blob(
+        s3: Storage, boundary: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session that may have a live predecessor writes its own segment: the predecessor's late parts land
+    in the first segment's multipart upload past its recorded end, where publishing never looks."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    store = S3Store(S3Location(s3.bucket, s3.new_prefix(), s3.endpoint, "us-east-1"), 5 * MiB)
+    body = os.urandom(14 * MiB + 7)
+    upload_id = "cd" * 16
+    store.create(upload_id, len(body))
+    first = store.writer(upload_id, 0)
+    first.write(body[:boundary])
+    assert first.sync() == boundary
+    first.close()
+    second = store.writer(upload_id, boundary, "token2", boundary)
+    stale = store.writer(upload_id, boundary)  # the first segment's writer, paused past its lease, goes on
+    stale.write(b"x" * (6 * MiB))
+    stale.sync()
+    stale.close()
+    for block in range(boundary, len(body), MiB):
+        second.write(body[block:block + MiB])
+    assert second.sync() == len(body)
+    second.close()
+    store.finalize(upload_id, len(body), (("", 0), ("token2", boundary)), in_place=False)
+    store.finalize(upload_id, len(body), (("", 0), ("token2", boundary)), in_place=False)  # done again: no change
+    assert b"".join(store.read(upload_id, 0, len(body))) == body
+    prefix = store.location.prefix
+    assert {o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)["Contents"]} == {
+        prefix + upload_id}
+    assert not s3.client().list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix).get("Uploads")
+
+
 def test_parts_grow_when_an_upload_would_need_more_than_10000(s3: Storage) -> None:
     store = S3Store(S3Location(s3.bucket, "", s3.endpoint, "us-east-1"), PART)
     assert store.part_size_for(None) == store.part_size_for(10_000 * PART) == PART

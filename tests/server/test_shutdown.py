@@ -34,7 +34,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str]]:
 def test_sigterm_saves_in_flight_bytes_and_answers_503(server_factory: Callable[..., ServerProcess],
                                                        tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    srv = server_factory(data_dir=data_dir)
+    srv = server_factory("--public-events", data_dir=data_dir)
     body = os.urandom(3 * 1024 * 1024)
     sent = 1_234_567
     url = create(srv.url, len(body)).headers["Location"]

@@ -13,7 +13,7 @@ from support import TUS, ServerProcess
 
 
 def test_expired_unfinished_uploads_are_swept(server_factory: Callable[..., ServerProcess], storage: Storage) -> None:
-    srv = server_factory("--expire-after", "1s", "--sweep-interval", "0.2s")
+    srv = server_factory("--expire-after", "1s", "--sweep-interval", "0.2s", "--public-events")
     url = create(srv.url, 100).headers["Location"]
     response = patch(url, 0, b"x" * 40)
     assert response.status_code == 204 and "Upload-Expires" in response.headers
