@@ -23,6 +23,7 @@ from tornado.netutil import bind_sockets
 from .config import ServerConfig
 from .core.budget import BodyBudget
 from .core.config import ServiceConfig
+from .core.ports import BlobStore
 from .core.runtime import Runtime
 from .core.service import UploadService
 from .http import signing
@@ -125,6 +126,7 @@ def _prepare(config: ServerConfig, embedded: EmbeddedRedis | None) -> Launch:
         tokens = TokenTable.load(config.tokens_file) if config.tokens_file else None
     except (ValueError, OSError) as exc:
         raise StartupError(str(exc)) from None
+    _check_storage(config)
     if embedded is not None:
         try:
             embedded.claim()
@@ -142,6 +144,19 @@ def _prepare(config: ServerConfig, embedded: EmbeddedRedis | None) -> Launch:
     asyncio.run(_check_redis(redis_url, clear_stale=embedded is not None))
     url = f"http://{host}:{listeners[0][0].getsockname()[1]}{config.base_path}"
     return Launch(config, redis_url, listeners, url, tokens, secret)
+
+
+def _check_storage(config: ServerConfig) -> None:
+    """An object store we cannot write (missing bucket, no credentials, wrong endpoint) stops the server
+    here, in one line, before any worker starts; each worker then opens its own client."""
+    if config.storage == "file":
+        return
+    from .stores.s3 import BucketUnusable, S3Location, S3Store  # boto3 takes a while to import: only when used
+
+    try:
+        S3Store(S3Location.parse(config.storage, config.s3_endpoint, config.s3_region), config.s3_part_size).check()
+    except (ValueError, BucketUnusable) as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _listen(config: ServerConfig) -> list[list[socket.socket]]:
@@ -215,13 +230,13 @@ async def assemble(launch: Launch, metrics: Metrics) -> Assembly:
     config, redis_url = launch.config, launch.redis_url
     redis = connect(redis_url)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
+    store, store_threads = _open_store(config)
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu", initializer=background_thread)
     state = RedisStateStore(redis)
     locker = RedisLocker(redis, state)
     await locker.start()
     events = EventBus(redis)
-    store = FileStore(config.data_dir)
     budget = BodyBudget(config.buffer_budget, piece=config.chunk_size)
     service = UploadService(Runtime(
         state, store, locker, events, io,
@@ -240,7 +255,17 @@ async def assemble(launch: Launch, metrics: Metrics) -> Assembly:
         budget=budget,
     )
     _observe(ctx, events, state, locker)
-    return Assembly(ctx, redis, locker, (io, cpu))
+    return Assembly(ctx, redis, locker, (io, cpu, *store_threads))
+
+
+def _open_store(config: ServerConfig) -> tuple[BlobStore, tuple[ThreadPoolExecutor, ...]]:
+    """The blob store --storage names (checked at start-up by _check_storage), and its own threads."""
+    if config.storage == "file":
+        return FileStore(config.data_dir), ()
+    from .stores.s3 import S3Location, S3Store
+
+    store = S3Store(S3Location.parse(config.storage, config.s3_endpoint, config.s3_region), config.s3_part_size)
+    return store, (store.parts,)
 
 
 def _observe(ctx: ServerContext, events: EventBus, state: RedisStateStore, locker: RedisLocker) -> None:

@@ -49,7 +49,15 @@ def _register_server(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, default=env_default("data-dir", default_data_dir(), Path),
                    help="uploads, derived files and the embedded redis live here")
     p.add_argument("--redis-url", default=env_default("redis-url", None),
-                   help="use this redis (redis://host:port/db or unix://path) instead of the embedded one")
+                   help="use this redis instead of the embedded one: redis://host:port/db, rediss:// (TLS), "
+                        "unix://path, or redis+sentinel://host:port[,host:port...]/SERVICE[/db]")
+    p.add_argument("--storage", default=env_default("storage", "file"),
+                   help="where upload bytes live: file (the data dir, default) or s3://BUCKET[/PREFIX]")
+    p.add_argument("--s3-endpoint", default=env_default("s3-endpoint", None),
+                   help="URL of an S3-compatible server (default: AWS); credentials come from the AWS chain")
+    p.add_argument("--s3-region", default=env_default("s3-region", None), help="the bucket's region")
+    p.add_argument("--s3-part-size", type=parse_size, default=env_default("s3-part-size", 8 * 1024**2, parse_size),
+                   help="size of the S3 multipart parts, 5MiB to 5GiB (default 8MiB)")
     p.add_argument("--base-path", default=env_default("base-path", "/files/"), help="URL path of the tus endpoint")
     p.add_argument("--max-size", type=parse_size, default=env_default("max-size", None, parse_size),
                    help="largest upload accepted (Tus-Max-Size), e.g. 10GiB; default unlimited")
@@ -158,6 +166,8 @@ def run_server(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig(
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
+            storage=args.storage, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region,
+            s3_part_size=args.s3_part_size,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
             buffer_budget=args.buffer_budget, list_without_tokens=args.list_without_tokens,

@@ -28,6 +28,10 @@ class ServerConfig:
     port: int = 1080
     data_dir: Path = field(default_factory=default_data_dir)
     redis_url: str | None = None  # None: start the embedded redis-server in data_dir
+    storage: str = "file"  # "file": the data dir; or s3://BUCKET[/PREFIX]
+    s3_endpoint: str | None = None  # None: AWS; else an S3-compatible server's URL
+    s3_region: str | None = None  # None: from the AWS configuration chain
+    s3_part_size: int = 8 * 1024 * 1024
     base_path: str = "/files/"
     max_size: int | None = None
     expire_after: float | None = 24 * 3600
@@ -73,6 +77,8 @@ class ServerConfig:
             raise ValueError("--base-path / would collide with the upload page at /: pass --no-page as well")
         if not self.thumbnail_sizes or any(not 16 <= s <= 4096 for s in self.thumbnail_sizes):
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
+        if self.storage != "file" and not self.storage.startswith("s3://"):
+            raise ValueError(f"--storage must be 'file' or s3://BUCKET[/PREFIX], got {self.storage!r}")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")
         if self.buffer_budget < 1024 * 1024:

@@ -2,8 +2,8 @@
 
 Bytes are buffered up to `flush_bytes`, then written and hashed in the executor while the next buffer
 fills (one flush in flight). The offset moves at checkpoints and at the end, by compare-and-set, and only
-after the bytes it counts were synced. With a chunk checksum nothing is recorded until the whole chunk
-has verified.
+as far as the store says the bytes are durable (S3, mid-body: as far as its parts landed). With a chunk
+checksum nothing is recorded until the whole chunk has verified.
 
 Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
 has them; `flush` hands a short buffer over early, when the body must wait for memory or its client went
@@ -79,11 +79,12 @@ class AppendSession:
         self.committed = upload.offset  # recorded in the state store
         self.expires = upload.expires  # as recorded with the last offset (progress slides it)
         self.written = upload.offset  # stored, by completed flushes
+        self.durable = upload.offset  # how far the store said written bytes are durable: what may be recorded
         self.position = upload.offset  # where the next flush writes
         self.received = 0  # body bytes accepted into this session
         self.buffer: list[bytes] = []
         self.buffered = 0
-        self.pending: asyncio.Future[None] | None = None
+        self.pending: asyncio.Future[int | None] | None = None
         self.error: errors.TusError | None = None
         self.overran = False  # the body went past the length: nothing of it is recorded
         self.stopping = False  # abort() was called: take no more bytes
@@ -180,16 +181,17 @@ class AppendSession:
         await self.rt.state.bury(self.upload.id, FAILED, reason)
         await self.rt.io(self.rt.store.delete, self.upload.id)
 
-    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool) -> None:
-        """Executor side: appends (synced when `durable`), then hash updates (hashlib releases the GIL on
-        big blocks)."""
+    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool) -> int | None:
+        """Executor side: appends (synced when `durable`: wholly at the body's end, else as far as the store
+        gets cheaply), then hash updates (hashlib releases the GIL on big blocks). Returns the durable end."""
+        stored = None
         try:
             if self.writer is None:
                 self.writer = self.rt.store.writer(self.upload.id, self.start, self.segment, self.segment_start)
             for block in blocks:
                 self.writer.write(block)
             if durable:
-                self.writer.sync()
+                stored = self.writer.sync(partial=not last)
         finally:
             if last:
                 self._close_writer()
@@ -198,6 +200,7 @@ class AppendSession:
                 self.running.update(block)
             for hasher in self.chunk_hashers.values():
                 hasher.update(block)
+        return stored
 
     def _close_writer(self) -> None:
         """Executor side, exactly once (a second close could hit a descriptor reused by another upload)."""
@@ -210,7 +213,7 @@ class AppendSession:
             return
         pending, self.pending = self.pending, None
         try:
-            await pending
+            stored = await pending
         except OSError as exc:
             self.error = storage_error(exc)
             self.running = None  # it may have seen bytes that are not stored
@@ -220,7 +223,10 @@ class AppendSession:
             self.running = None
             return
         self.written = self.position  # with one flush in flight, it ended where the next one starts
-        if not self._unrecordable() and self.written - self.committed >= self.rt.config.checkpoint_bytes:
+        if stored is not None:
+            self.durable = max(self.durable, stored)
+        if (not self._unrecordable() and self.durable > self.committed
+                and self.written - self.committed >= self.rt.config.checkpoint_bytes):
             await self._commit()
             await self.rt.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                       offset=self.committed, length=self.upload.length)
@@ -228,13 +234,13 @@ class AppendSession:
     async def _commit(self, release: bool = False) -> None:
         """Record the offset; `release`: the session's work under the lease ends here, so the same round
         trip releases it (when the offset could not be recorded, `_close` releases it)."""
-        if self.written == self.committed or self.lease.lost:
+        if self.durable == self.committed or self.lease.lost:
             return
         segments = None
         if self.own_segment:  # its first recorded bytes: the segment joins the upload (replacing empty ones)
             kept = tuple(s for s in self.upload.segments if s[1] < self.segment_start)
             segments = (*kept, (self.segment, self.segment_start))
-        advance = Advance(self.committed, self.written, self.rt.expiry(), segments, self.lease.token)
+        advance = Advance(self.committed, self.durable, self.rt.expiry(), segments, self.lease.token)
         try:
             if release:
                 await self.lease.release(advance)
@@ -244,7 +250,7 @@ class AppendSession:
             self.error = errors.UPLOAD_LOCKED(f"offset changed under this request ({exc})")
             self.running = None
             return
-        self.committed = self.written
+        self.committed = self.durable
         self.expires = advance.expires
         if segments is not None:
             self.own_segment = False

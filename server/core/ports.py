@@ -126,8 +126,11 @@ class BlobWriter(Protocol):
     offset: bytes a crash left past it are overwritten). Blocking: called in an executor."""
 
     def write(self, data: bytes | memoryview) -> None: ...
-    def sync(self) -> None:
-        """Everything written so far is durable: only after this may its offset be recorded."""
+    def sync(self, partial: bool = False) -> int:
+        """Make written bytes durable and return the upload offset up to which they are: only up to there may
+        an offset be recorded. Everything written, or with `partial` (a checkpoint in the middle of a body)
+        as far as the store gets without extra work: S3 returns the end of the parts that landed and keeps
+        the tail of an unfilled part for the body's end, so the offset advances as parts land."""
     def close(self) -> None: ...
 
 
@@ -138,21 +141,22 @@ class BlobStore(Protocol):
     write its own segment, never a byte anybody reads. Blocking methods, called in an executor. How each
     maps onto the local file store and onto an S3 multipart upload (one per tus upload):
 
-    - `create(id)`: the first segment. file: an empty file. S3: CreateMultipartUpload; its UploadId is
-      kept in a small object beside the blob (or found again with ListMultipartUploads), so any process
-      can continue it.
+    - `create(id, length)`: the first segment. file: an empty file. S3: CreateMultipartUpload (parts sized
+      so that `length` fits in 10,000 of them); its UploadId is kept in a small object beside the blob, so
+      any process can continue it.
     - `writer(id, offset, segment, start).write(data)`: file: pwrite into the segment's own file, at
-      `offset - start`. S3: bytes gather into parts; every full part (at least 5 MiB: S3 refuses smaller
-      parts with EntityTooSmall, except the last one at CompleteMultipartUpload) goes up with UploadPart
-      while the next bytes arrive. A segment owns a range of part numbers of its own (a stale writer's
-      UploadPart must never replace a part another writer recorded), its parts are found with ListParts.
-    - `writer.sync()`: file: fdatasync. S3: the bytes that do not fill a part yet are PUT as one
-      "incomplete part" object of the segment, where any process can continue from them (S3 cannot read
-      back the parts of an unfinished multipart upload, so the tail must live outside it until it fills a
-      part).
+      `offset - start`. S3: every segment is a multipart upload of its own (a stale writer's UploadPart can
+      only reach its own segment's upload); bytes gather into parts on a grid from the segment's start, and
+      every full part (at least 5 MiB: S3 refuses smaller parts with EntityTooSmall, except the last one)
+      goes up with UploadPart while the next bytes arrive. Parts below the recorded offset have landed.
+    - `writer.sync()`: file: fdatasync. S3: the bytes that do not fill a part yet are stored as small
+      objects of the segment, where any process can continue from them (S3 cannot read back the parts of
+      an unfinished multipart upload, so they must live outside it until they fill a part).
+      `sync(partial=True)` at a checkpoint mid-body: S3 answers how far the landed parts reach.
     - `finalize(id, length, segments, in_place)`: file: the segments' recorded ranges become the published
-      file, which no stale writer can open for writing. S3: CompleteMultipartUpload with the parts of the
-      recorded ranges (the incomplete parts go up as parts first), in order; the helper objects go.
+      file, which no stale writer can open for writing. S3: the last part goes up from the stored tail,
+      then CompleteMultipartUpload; with several segments each is completed into an object of its
+      recorded range and those are concatenated (as `concat`) into the blob; the helper objects go.
     - `read(id, start, end)` and `open(id)`: only for finished blobs (S3: GetObject with Range).
     - `concat(final_id, parts)`: file: copy_file_range. S3: UploadPartCopy for each partial of at least
       5 MiB (all but the last), streaming (GetObject, UploadPart) for smaller ones, then complete.
@@ -164,7 +168,8 @@ class BlobStore(Protocol):
       file beside the target, then linked into place.
     """
 
-    def create(self, upload_id: str) -> None: ...
+    def create(self, upload_id: str, length: int | None) -> None:
+        """An empty blob; `length` (None: deferred) lets S3 pick parts large enough for 10,000 of them."""
     def writer(self, upload_id: str, offset: int, segment: str = "", start: int = 0) -> BlobWriter:
         """Write `segment` (which starts at upload offset `start`) from upload offset `offset`; a segment
         other than the first is made by its first writer. OffsetConflict if the blob was published."""
@@ -186,6 +191,9 @@ class BlobStore(Protocol):
     def get_derived(self, upload_id: str, name: str) -> bytes | None: ...
     def free_space(self) -> int | None:
         """Bytes that can still be stored; None where storage is not bounded by one disk."""
+    def unfinished(self, started_before: float) -> list[str]:
+        """IDs of unfinished blobs started before `started_before` (unix time), for the sweeper to delete
+        those without a live upload record (a process died while deleting it, a failover lost its record)."""
     def max_blob_size(self) -> int | None:
         """The largest blob the store can hold at all (S3: 5 TiB per object); None: only free space bounds it."""
     def export(self, upload_id: str, target: Path) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger("tuskit.server.core")
 HEALTH_TIMEOUT_SECONDS = 2.0
 FULL_BELOW = 1024 * 1024  # a store with less free space than this is full, whatever is asked of it
 SWEEP_BATCH = 500  # expired uploads read per round trip; a sweep goes on until none are left
+STRAY_AGE_SECONDS = 86400.0  # when uploads never expire: how old an unrecorded blob must be to go
 
 
 class UploadService:
@@ -151,11 +152,14 @@ class UploadService:
         )
         if concat is not None and concat.kind == "final":
             upload = await self.concat.prepare_final(upload, concat)
-        try:
-            await self.rt.io(self.rt.store.create, upload.id)
-        except OSError as exc:
-            raise storage_error(exc) from exc
+        # the record first: a blob without one is a stray the sweeper deletes, and a blob being created must
+        # never look like one
         await self.rt.state.create(upload)
+        try:
+            await self.rt.io(self.rt.store.create, upload.id, upload.length)
+        except OSError as exc:
+            await self.rt.state.bury(upload.id, FAILED, "its storage could not be created")
+            raise storage_error(exc) from exc
         await self.rt.events.emit(ev.CREATED, upload.id, owner, length=upload.length, concat=upload.concat)
         if upload.concat == "final":
             await self.concat.try_merge(upload.id)
@@ -255,7 +259,7 @@ class UploadService:
         An upload whose lease is held is being written (or is stalled, until --network-timeout closes
         its request): it is passed over, never asked to let go."""
         now = time.time() if now is None else now
-        swept = busy = 0
+        swept, busy = await self._sweep_strays(now), 0
         while True:
             batch = await self.rt.state.expired(now, SWEEP_BATCH, busy)  # the busy ones are still listed first
             for upload_id in batch:
@@ -279,6 +283,19 @@ class UploadService:
             return False  # progress moved it since the batch was read
         await self._retire(upload, EXPIRED, ev.EXPIRED)
         return True
+
+    async def _sweep_strays(self, now: float) -> int:
+        """Unfinished blobs without a live record (a process died while deleting one, or a Redis failover lost
+        the record of one just created) go once they are older than the expiry: nobody can resume them."""
+        strays = 0
+        started_before = now - (self.config.expire_after or STRAY_AGE_SECONDS)
+        for upload_id in await self.rt.io(self.rt.store.unfinished, started_before):
+            upload = await self.rt.state.get(upload_id)
+            if upload is None or upload.status in (TERMINATED, EXPIRED, FAILED):
+                await self.rt.io(self.rt.store.delete, upload_id)
+                log.info("deleted stray unfinished blob %s (%s)", upload_id, upload.status if upload else "no record")
+                strays += 1
+        return strays
 
 
 

@@ -20,11 +20,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..core.ports import FEED_CLOSED, Entry, ReplayPage
 from . import keys
+from .connect import connect
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class EventFeed:
 
     def __init__(self, redis_url: str) -> None:
         # its own connection: XREAD BLOCK would hold a pooled one and trip the shared client's socket timeout
-        self.redis = aioredis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=None)
+        self.redis = connect(redis_url, socket_timeout=None)
         self.subscribers: set[asyncio.Queue[Entry]] = set()
         self._task: asyncio.Task[None] | None = None
 

@@ -69,12 +69,13 @@ class FileWriter:
     """Appends to one segment's file from a position by positional writes: a retried append overwrites
     what lies past the recorded offset."""
 
-    def __init__(self, path: Path, position: int, create: bool) -> None:
+    def __init__(self, path: Path, position: int, create: bool, start: int = 0) -> None:
         self.fd = os.open(path, os.O_WRONLY | (os.O_CREAT if create else 0), FILE_MODE)
         if not os.fstat(self.fd).st_mode & stat.S_IWUSR:
             os.close(self.fd)
             raise OffsetConflict("the upload was finished by another request")
         self.position = position
+        self.start = start  # the segment's upload offset: positions are the segment's own
         self.new_entry = path.parent if create else None  # a new file's name is durable once its directory is
 
     def write(self, data: bytes | memoryview) -> None:
@@ -82,12 +83,13 @@ class FileWriter:
         self.position = _write_all(self.fd, data, start)
         start_writeback(self.fd, start, self.position - start)
 
-    def sync(self) -> None:
+    def sync(self, partial: bool = False) -> int:
         """The written bytes (and the size needed to read them) are on disk: fdatasync skips timestamps."""
         os.fdatasync(self.fd)
         if self.new_entry is not None:
             _fsync(self.new_entry)
             self.new_entry = None
+        return self.start + self.position
 
     def close(self) -> None:
         os.close(self.fd)
@@ -115,11 +117,11 @@ class FileStore:
     def _derived_dir(self, upload_id: str) -> Path:
         return self.derived / upload_id
 
-    def create(self, upload_id: str) -> None:
+    def create(self, upload_id: str, length: int | None = None) -> None:
         os.close(os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
     def writer(self, upload_id: str, offset: int, segment: str = "", start: int = 0) -> FileWriter:
-        return FileWriter(self._segment(upload_id, segment), offset - start, create=bool(segment))
+        return FileWriter(self._segment(upload_id, segment), offset - start, create=bool(segment), start=start)
 
     def read(self, upload_id: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes [start, end) in blocks of at most 1 MiB."""
@@ -261,6 +263,11 @@ class FileStore:
                 raise
             with open(source, "rb") as blob:
                 copy_into_place(iter(lambda: blob.read(_READ), b""), target)
+
+    def unfinished(self, started_before: float) -> list[str]:
+        """None: a file does not say whether its upload finished, and a finished file without a record (Redis
+        lost its data) must not be swept away as garbage."""
+        return []
 
     def free_space(self) -> int:
         st = os.statvfs(self.uploads)

@@ -10,11 +10,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 from faults import tus_ops
 from faults.tus_ops import Source
 
 from support import TUS, ServerProcess, patch_upload, stored_sha256
+
+pytestmark = pytest.mark.file_store  # a full disk is the file store's failure
 
 MIB = 1024 * 1024
 

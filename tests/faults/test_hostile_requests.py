@@ -166,6 +166,7 @@ def test_an_oversized_header_block_is_answered_431(tus_server: ServerProcess) ->
 
 # ---- one memory budget for every request body --------------------------------------------------------
 
+@pytest.mark.file_store  # waits for stalled bodies' bytes to reach the files
 def test_stalled_and_parallel_patches_share_one_memory_budget(server_factory: Callable[..., ServerProcess]) -> None:
     """200 PATCHes each send 1 MiB - 1 of a 2 MiB body and stall: the server reads all of it (it goes to
     storage) within a few MiB of its budget, where it used to keep every stalled byte in memory. Then every

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 import requests
 from PIL import Image
+from storage import Storage
 from tus_calls import metric
 
 from tuskit.errors import TusError
@@ -68,14 +69,13 @@ def _upload_id(url: str) -> str:
 
 # ---- concatenation ---------------------------------------------------------------------------------
 
-def test_a_final_lists_each_partial_once(tus_server: ServerProcess) -> None:
+def test_a_final_lists_each_partial_once(tus_server: ServerProcess, storage: Storage) -> None:
     part = _partial(tus_server, MIB, os.urandom(MIB))
-    uploads = tus_server.data_dir / "uploads"
-    before = set(uploads.iterdir())
+    before = storage.keys(tus_server)
     repeated = _final(tus_server, [part] * 3)
     assert repeated.status_code == 400 and "more than once" in repeated.text
     assert "Location" not in repeated.headers
-    assert set(uploads.iterdir()) == before  # nothing created, nothing copied
+    assert storage.added(tus_server, before) == set()  # nothing created, nothing copied
 
 
 def test_a_final_names_at_most_a_hundred_partials(tus_server: ServerProcess) -> None:
@@ -85,7 +85,7 @@ def test_a_final_names_at_most_a_hundred_partials(tus_server: ServerProcess) -> 
     assert response.status_code == 400 and "at most 100" in response.text
 
 
-def test_a_final_past_max_size_is_never_copied(server_factory: Callable[..., ServerProcess]) -> None:
+def test_a_final_past_max_size_is_never_copied(server_factory: Callable[..., ServerProcess], storage: Storage) -> None:
     """Partials of deferred length: the total is known only when both are done, and it is too big."""
     srv = server_factory("--max-size", "3MiB")
     parts = [_partial(srv, None), _partial(srv, None)]
@@ -99,9 +99,11 @@ def test_a_final_past_max_size_is_never_copied(server_factory: Callable[..., Ser
                   what="the final to end")
     assert status == 410
     assert "Tus-Max-Size" in requests.get(url, timeout=30).text
-    assert not (srv.data_dir / "uploads" / _upload_id(url)).exists()
+    # the tombstone comes first, then the store's delete (several requests on S3)
+    poll(lambda: not storage.holds(srv, _upload_id(url)), what="the final's blob deleted")
 
 
+@pytest.mark.file_store  # free space is the file store's bound
 def test_a_final_larger_than_the_free_space_is_413_before_anything_is_copied(
     small_disk: Path, redis_url: str, server_factory: Callable[..., ServerProcess]
 ) -> None:
@@ -138,6 +140,7 @@ def test_a_slow_patch_that_keeps_sending_outlives_its_expiry(server_factory: Cal
     assert stored_sha256(url) == hashlib.sha256(body).hexdigest()
 
 
+@pytest.mark.file_store  # batching is the state store's; S3's sweeping is in tests/server/test_sweeper.py
 def test_the_sweeper_removes_every_expired_upload_in_one_pass(
     redis_url: str, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
@@ -185,6 +188,7 @@ def test_a_full_disk_under_the_embedded_redis_answers_507_not_503(
 
 # ---- a writer that lost its lease -------------------------------------------------------------------
 
+@pytest.mark.file_store  # reads the file; S3's segments: test_s3_store.py
 def test_a_writer_paused_past_its_lease_never_writes_again(
     redis_url: str, server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

@@ -91,6 +91,7 @@ def test_stalled_patch_is_closed_by_the_network_timeout_and_keeps_its_bytes(
     assert stored_sha256(url) == source.sha256
 
 
+@pytest.mark.file_store  # waits until the old writer's first bytes reach the file
 def test_reconnecting_client_releases_its_old_half_open_writer(
     server_factory: Callable[..., ServerProcess]
 ) -> None:

@@ -7,7 +7,6 @@ traceback or a hang; when it is back the client resumes from HEAD and the file v
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,17 +34,10 @@ def _retryable(response: requests.Response, *statuses: int) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
-def _head_when_back(url: str, timeout: float = 40) -> requests.Response:
-    """HEAD until the server answers 200 again, meanwhile only 503 with Retry-After. Never 423: the lease of
-    the PATCH that the outage ended could not be released then, and must not lock the upload afterwards."""
-    deadline = time.monotonic() + timeout
-    while True:
-        head = requests.head(url, headers=TUS, timeout=30)
-        if head.status_code == 200:
-            return head
-        _retryable(head, 503)
-        assert time.monotonic() < deadline, "the upload never became available again"
-        time.sleep(0.2)
+def _head_when_back(url: str) -> requests.Response:
+    """Meanwhile only 503 with Retry-After. Never 423: the lease of the PATCH that the outage ended could not
+    be released then, and must not lock the upload afterwards."""
+    return tus_ops.head_when_back(url)
 
 
 def test_redis_stopped_and_started_mid_upload(

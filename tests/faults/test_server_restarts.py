@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 from faults import tus_ops
 from faults.tus_ops import Source
@@ -30,6 +31,7 @@ def _on(server: ServerProcess, upload_url: str) -> str:
     return server.url + upload_url.rsplit("/", 1)[1]
 
 
+@pytest.mark.file_store  # waits until the first bytes reach the file
 def test_sigterm_mid_patch_answers_503_keeps_bytes_and_resumes_after_restart(
     server_factory: Callable[..., ServerProcess]
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import socket
+import time
 from dataclasses import dataclass
 
 import requests
@@ -39,6 +40,20 @@ def offset(upload_url: str) -> int:
     head = requests.head(upload_url, headers=TUS, timeout=30)
     assert head.status_code == 200, (head.status_code, head.headers)
     return int(head.headers["Upload-Offset"])
+
+
+def head_when_back(upload_url: str, retryable: tuple[int, ...] = (503,), timeout: float = 40) -> requests.Response:
+    """HEAD until the server answers 200 again, meanwhile only `retryable` answers (a 503 with Retry-After)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        head = requests.head(upload_url, headers=TUS, timeout=30)
+        if head.status_code == 200:
+            return head
+        assert head.status_code in retryable, (head.status_code, head.text)
+        if head.status_code == 503:
+            assert int(head.headers["Retry-After"]) > 0
+        assert time.monotonic() < deadline, "the upload never became available again"
+        time.sleep(0.2)  # a client's retry delay: the loop polls for the answer
 
 
 def resume(upload_url: str, source: Source) -> requests.Response:

@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 import requests
+from storage import Storage
 
 from tuskit.checksums import sha256_file
 
@@ -63,6 +65,7 @@ def _start_patch(url: str, body: bytes, sent: int) -> socket.socket:
     return sock
 
 
+@pytest.mark.file_store
 def test_client_dropping_mid_patch_keeps_every_byte_it_sent(tus_server: ServerProcess) -> None:
     body = _body(6 * MiB)
     url = create_upload(tus_server.url, len(body), metadata=_declared(body)).headers["Location"]
@@ -78,6 +81,7 @@ def test_client_dropping_mid_patch_keeps_every_byte_it_sent(tus_server: ServerPr
     assert stored_sha256(url) == hashlib.sha256(body).hexdigest()
 
 
+@pytest.mark.file_store  # on S3: tests/server/test_s3_store.py, where the resume is on another host
 def test_kill_9_of_server_and_redis_mid_patch_then_resume(server_factory: Callable[..., ServerProcess],
                                                          tmp_path: Path) -> None:
     data_dir = tmp_path / "crash"
@@ -107,7 +111,7 @@ def test_kill_9_of_server_and_redis_mid_patch_then_resume(server_factory: Callab
 
 
 def test_upload_recorded_complete_but_never_published_is_finished_by_head_or_patch(
-        server_factory: Callable[..., ServerProcess], redis_url: str) -> None:
+        server_factory: Callable[..., ServerProcess], redis_url: str, storage: Storage) -> None:
     """A process died after recording the last offset and before publishing: clients that see
     offset == length stop sending, so the next HEAD must publish (and verify) the upload."""
     server = server_factory("--redis-url", redis_url)
@@ -116,8 +120,8 @@ def test_upload_recorded_complete_but_never_published_is_finished_by_head_or_pat
     for body in (good, bad, good):
         url = create_upload(server.url, len(body), metadata=_declared(good)).headers["Location"]
         upload_id = url.rsplit("/", 1)[1]
-        # what the dead process left behind: every byte on disk and the offset recorded, status still active
-        _stored(server, url).write_bytes(body)
+        # what the dead process left behind: every byte stored and the offset recorded, status still active
+        storage.leave_bytes(server, upload_id, body)
         client = redis.Redis.from_url(redis_url)
         client.hset("tuskit:upload:" + upload_id, "offset", len(body))
         client.close()

@@ -37,9 +37,10 @@ class SyncRecordingWriter:
         self.writer.write(data)
         self.end += len(data)
 
-    def sync(self) -> None:
-        self.writer.sync()
-        self.synced[self.upload_id] = max(self.synced.get(self.upload_id, 0), self.end)
+    def sync(self, partial: bool = False) -> int:
+        durable = self.writer.sync(partial)
+        self.synced[self.upload_id] = max(self.synced.get(self.upload_id, 0), durable)
+        return durable
 
     def close(self) -> None:
         self.writer.close()

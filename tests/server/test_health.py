@@ -17,6 +17,7 @@ from tuskit.server.redis.embedded import EmbeddedRedis
 from support import TUS, ServerProcess
 
 
+@pytest.mark.file_store  # the disk check is the file store's
 def test_healthy_server_reports_its_checks(tus_server: ServerProcess) -> None:
     response = requests.get(tus_server.origin + "/healthz", timeout=10)
     assert response.status_code == 200
@@ -25,6 +26,7 @@ def test_healthy_server_reports_its_checks(tus_server: ServerProcess) -> None:
     assert body["disk_free_bytes"] >= body["disk_free_minimum"] > 0
 
 
+@pytest.mark.file_store
 def test_low_disk_is_unhealthy(server_factory: Callable[..., ServerProcess]) -> None:
     srv = server_factory("--min-free-disk", "1000000TiB")
     response = requests.get(srv.origin + "/healthz", timeout=10)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+from storage import Storage
 
 from support import TUS, ServerProcess, b64, create_upload, patch_upload
 
@@ -42,7 +43,8 @@ def test_uppercase_declared_digest_is_accepted(tus_server: ServerProcess) -> Non
     assert patch_upload(url, 0, body).status_code == 204
 
 
-def test_mismatch_is_460_on_the_completing_request_then_410_with_the_reason(tus_server: ServerProcess) -> None:
+def test_mismatch_is_460_on_the_completing_request_then_410_with_the_reason(tus_server: ServerProcess,
+                                                                          storage: Storage) -> None:
     body = os.urandom(2 * 1024 * 1024)
     wrong = hashlib.sha256(b"something else").hexdigest()
     url = create_upload(tus_server.url, len(body), metadata=f"sha256 {b64(wrong)}").headers["Location"]
@@ -56,7 +58,7 @@ def test_mismatch_is_460_on_the_completing_request_then_410_with_the_reason(tus_
         assert later.status_code == 410, method
         assert "Upload-Offset" not in later.headers
     assert wrong in requests.get(url, timeout=30).text
-    assert not (tus_server.data_dir / "uploads" / url.rsplit("/", 1)[1]).exists()
+    assert not storage.holds(tus_server, url.rsplit("/", 1)[1])  # the object is deleted, nothing published
 
 
 def test_mismatch_on_creation_with_the_whole_upload(tus_server: ServerProcess) -> None:

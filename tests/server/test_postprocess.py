@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from storage import Storage
 from tus_calls import create, patch, processed_info, upload
 
 from tuskit.server.media.sniff import parse_accept, sniff_type, type_gate
 
-from support import TUS, ServerProcess, start_server
+from support import TUS, ServerProcess
 
 SIZES = (64, 256)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = start_server(tmp_path_factory.mktemp("pp"), "--thumbnail-sizes", ",".join(map(str, SIZES)))
+def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[ServerProcess]:
+    """Thumbnails and reports go to the upload's store: the data dir, or the bucket beside the object."""
+    srv = storage.start(tmp_path_factory.mktemp("pp"), "--thumbnail-sizes", ",".join(map(str, SIZES)))
     yield srv
     srv.stop()
 
@@ -173,8 +175,8 @@ def test_thumbnail_of_an_unfinished_upload_says_retry_later(server: ServerProces
     assert thumbnail(url, 64).size == (64, 64)
 
 
-def test_accept_gate_refuses_other_types_before_storing_them(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "gate", "--accept", "image/*,application/pdf")
+def test_accept_gate_refuses_other_types_before_storing_them(tmp_path: Path, storage: Storage) -> None:
+    srv = storage.start(tmp_path / "gate", "--accept", "image/*,application/pdf")
     try:
         png = encode(Image.new("RGB", (20, 20), "red"), "PNG")
         assert processed_info(upload(srv.url, png, filename="fine.txt"))["type"] == "image/png"
@@ -185,7 +187,7 @@ def test_accept_gate_refuses_other_types_before_storing_them(tmp_path: Path) -> 
         refused = patch(url, 0, text)
         assert refused.status_code == 415
         assert "text/plain" in refused.text
-        assert not (srv.data_dir / "uploads" / url.rsplit("/", 1)[1]).exists()  # nothing of it stored
+        assert not storage.holds(srv, url.rsplit("/", 1)[1])  # nothing of it stored
         assert requests.head(url, headers=TUS, timeout=10).status_code == 410
 
         # creation-with-upload goes through the same gate

@@ -31,6 +31,7 @@ def stored(server: ServerProcess, url: str) -> Path:
     return server.data_dir / "uploads" / url.rsplit("/", 1)[1]
 
 
+@pytest.mark.file_store  # links and inodes are the file store's; S3 exports are copies (the other tests)
 def test_uploads_appear_under_their_owner_and_relative_path_as_hard_links(
         server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.txt"
@@ -125,6 +126,7 @@ def test_a_synced_folder_comes_back_with_its_tree(server_factory: Callable[..., 
         sorted(files)
 
 
+@pytest.mark.file_store
 def test_across_file_systems_the_upload_is_copied(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:

@@ -85,6 +85,7 @@ _CLIENT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.file_store  # kills the client once the file has grown past a chunk
 def test_200mb_resumes_after_the_client_is_killed_mid_patch(
         server_factory: Callable[..., ServerProcess], big_file: tuple[Path, str]) -> None:
     path, digest = big_file
