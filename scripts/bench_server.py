@@ -11,6 +11,7 @@ is the median of the rounds; ratios are taken between medians.
     python scripts/bench_server.py --size 64MiB --patches 200 --rounds 1   # a quick look
     python scripts/bench_server.py --only tuskit            # no Node, no tuspyserver venv
     python scripts/bench_server.py --variant 'tuskit debug=--log-level debug'   # one more tuskit column
+    python scripts/bench_server.py --s3 --only tuskit --only "tuskit s3"   # file store vs S3 store (on moto)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from tusbench import servers, workloads
+from tusbench import s3, servers, workloads
 from tusbench.client import BenchError, metadata
 from tusbench.report import Goal, Metric, Report, Server, Values
 from tusbench.rss import RssSampler
@@ -257,6 +258,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds over every phase and server (default 3)")
     p.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=ARGS",
                    help="one more tuskit column: `tuskit server` with these extra flags (a built-in NAME is replaced)")
+    p.add_argument("--s3", action="store_true",
+                   help="one more column, `tuskit s3`: the S3 store on moto's S3 server (far slower than S3)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help=f"run only this server (repeatable): {', '.join(v.name for v in servers.BUILT_IN)} "
                         "or a --variant's NAME")
@@ -265,7 +268,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
                    help="where the test file and the data dirs go (needs ~1.5 GiB + 2x --size free)")
     args = p.parse_args(argv)
-    variants = {v.name: v for v in (*servers.BUILT_IN, *args.variant)}
+    args.s3_server = s3.start() if args.s3 else None
+    extra = (Variant("tuskit s3", "tuskit", args.s3_server.tuskit_args()),) if args.s3_server else ()
+    variants = {v.name: v for v in (*servers.BUILT_IN, *extra, *args.variant)}
     if unknown := set(args.only or ()) - variants.keys():
         p.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(variants)}")
     chosen = [v for name, v in variants.items() if not args.only or name in args.only]
@@ -313,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             s.stop()
             logs[s.name] = s.log_tail()  # read before the work dir is deleted
         shutil.rmtree(work, ignore_errors=True)
+        if args.s3_server is not None:
+            args.s3_server.stop()
     running = {s.name for s in targets}
     columns = [Server(v.name, v.is_peer) for v in args.variants if v.name in running]
     report = Report(metrics(args.size), GOALS, columns, bench.values)
