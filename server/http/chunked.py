@@ -1,14 +1,17 @@
-"""An HTTP server whose chunked request bodies may end with trailers (the checksum-trailer extension).
+"""An HTTP server whose chunked request bodies may end with trailers (the checksum-trailer extension),
+and whose request bodies are read without copies.
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
 We swap in a connection class whose chunked-body reader parses trailers and keeps them on the
-connection, where `request_trailers()` finds them for the handler. Everything else is Tornado's.
+connection, where `request_trailers()` finds them for the handler. Body bytes, chunked or not, are
+received straight into the buffer handed to the handler (`_read_piece`). Everything else is Tornado's.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tornado import httputil, iostream
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
@@ -17,6 +20,8 @@ from tornado.log import gen_log
 
 _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
+_STREAM_READ = 64 * 1024  # tornado's default socket read size
+_YIELD_EVERY = 256 * 1024  # body bytes read before other connections get a turn, as tornado does
 _EMPTY = httputil.HTTPHeaders()
 
 
@@ -33,6 +38,29 @@ class TrailerConnection(HTTP1Connection):
 
     trailers: httputil.HTTPHeaders = _EMPTY
 
+    async def _read_piece(self, want: int) -> bytearray:
+        """At most `want` body bytes (and the chunk size), as soon as any arrived.
+
+        Received straight into the buffer the handler gets: tornado's `read_bytes` copies every body byte
+        three times on the event loop's thread (into a zeroed buffer of the stream's read size, onto the
+        stream's buffer, out as bytes), 0.4-0.9 s of CPU per GiB against 0.27 s this way."""
+        piece = bytearray(min(want, self.params.chunk_size))
+        got = await self.stream.read_into(piece, partial=True)
+        if got < len(piece):
+            del piece[got:]  # the unfilled end goes back to the allocator
+        return piece
+
+    async def _read_fixed_body(self, content_length: int, delegate: httputil.HTTPMessageDelegate) -> None:
+        work = 0
+        while content_length > 0:
+            piece = await self._read_piece(content_length)
+            content_length -= len(piece)
+            await self._deliver_body(delegate, piece)
+            work += len(piece)
+            if work >= _YIELD_EVERY:
+                work = 0
+                await asyncio.sleep(0)
+
     async def _read_chunked_body(self, delegate: httputil.HTTPMessageDelegate) -> None:
         total = 0
         while True:
@@ -45,7 +73,7 @@ class TrailerConnection(HTTP1Connection):
                 raise httputil.HTTPInputError("chunked body too large")
             left = size
             while left:
-                piece = await self.stream.read_bytes(min(left, self.params.chunk_size), partial=True)
+                piece = await self._read_piece(left)
                 left -= len(piece)
                 await self._deliver_body(delegate, piece)
             if await self.stream.read_bytes(2) != b"\r\n":
@@ -89,6 +117,13 @@ class TrailerServerConnection(HTTP1ServerConnection):
 
 
 class TusHTTPServer(HTTPServer):
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        # tornado reads a connection's socket in pieces of `chunk_size` (1 MiB for us), each into a fresh
+        # zeroed buffer: a 1 MiB memset per request head. Bodies no longer go through those reads
+        # (`_read_piece`), so the stream's own reads (heads, chunk-size lines) take tornado's default.
+        self.read_chunk_size = _STREAM_READ
+
     def handle_stream(self, stream: iostream.IOStream, address: tuple[str, ...]) -> None:
         context = _HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
         conn = TrailerServerConnection(stream, self.conn_params, context)
