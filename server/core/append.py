@@ -34,6 +34,8 @@ from .runtime import Runtime
 
 log = logging.getLogger("tuskit.server.core")
 
+_HASH_APART = 256 * 1024  # flushes from this size on are hashed and written on two io threads at once
+
 
 class AppendSession:
     def __init__(self, rt: Runtime, publisher: Publisher, upload: Upload, lease: Lease, room: int | None,
@@ -108,7 +110,7 @@ class AppendSession:
             return
         if not self.buffer:
             if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
-                self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True))
+                self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True, False))
             return
         if self.position == 0 and self.rt.config.type_gate is not None:
             await self._check_type(b"".join(self.buffer)[:self.rt.config.gate_bytes])
@@ -119,7 +121,7 @@ class AppendSession:
         # an offset is recorded after this write (the body's end, or a checkpoint): its bytes must be durable
         # first, or after a power loss the state would count bytes the blob never got
         durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
-        self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, blocks, last, durable))
+        self.pending = asyncio.ensure_future(self._store(blocks, size, last, durable))
         self.position += size
 
     async def _check_type(self, head: bytes) -> None:
@@ -132,9 +134,20 @@ class AppendSession:
         await self.rt.state.bury(self.upload.id, FAILED, reason)
         await self.rt.io(self.rt.store.delete, self.upload.id)
 
-    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool) -> None:
-        """Executor side: appends (synced when `durable`), then hash updates (hashlib releases the GIL on
-        big blocks)."""
+    async def _store(self, blocks: list[bytes], size: int, last: bool, durable: bool) -> None:
+        """Write and hash a flush. A big one is hashed on another io thread while it is written (hashlib
+        and pwrite release the GIL): one thread doing both was the single stream's bottleneck."""
+        if size < _HASH_APART or (self.running is None and not self.chunk_hashers):
+            await self.rt.io(self._write_blocks, blocks, last, durable, True)
+            return
+        hashing = asyncio.ensure_future(self.rt.io(self._hash, blocks))
+        try:
+            await self.rt.io(self._write_blocks, blocks, last, durable, False)
+        finally:
+            await hashing  # never leave a hash running under a failed write's clean-up
+
+    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool, hash_too: bool) -> None:
+        """Executor side: appends (synced when `durable`), then, with `hash_too`, hash updates."""
         try:
             if self.writer is None:
                 self.writer = self.rt.store.writer(self.upload.id, self.start)
@@ -145,6 +158,11 @@ class AppendSession:
         finally:
             if last:
                 self._close_writer()
+        if hash_too:
+            self._hash(blocks)
+
+    def _hash(self, blocks: list[bytes]) -> None:
+        """Executor side: the running and chunk hashes (hashlib releases the GIL on big blocks)."""
         for block in blocks:
             if self.running is not None:
                 self.running.update(block)
