@@ -63,11 +63,16 @@ class AppendSession:
         self.committed = upload.offset  # recorded in the state store
         self.expires = upload.expires  # as recorded with the last offset (progress slides it)
         self.written = upload.offset  # stored, by completed flushes
+        self.synced = upload.offset  # stored and synced: what may be recorded
         self.position = upload.offset  # where the next flush writes
         self.received = 0  # body bytes accepted into this session
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.pending: asyncio.Future[None] | None = None
+        self.pending_durable = False  # the flush in flight syncs what it writes
+        # a checkpoint's sync runs beside the next flushes; its offset is recorded once it is done
+        self.syncing: asyncio.Future[None] | None = None
+        self.checkpoint = upload.offset  # where the last checkpoint's sync began
         self.error: errors.TusError | None = None
         self.overran = False  # the body went past the length: nothing of it is recorded
         self.stopping = False  # abort() was called: take no more bytes
@@ -105,12 +110,17 @@ class AppendSession:
 
     async def _flush(self, last: bool = False) -> None:
         """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""
-        await self._wait_pending()
+        await self._wait_pending(checkpoint=not last)
         if self.error is not None:
             return
+        if last:
+            await self._wait_sync(record=False)  # the last job syncs everything and closes the blob
+            if self.error is not None:
+                return
         if not self.buffer:
             if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
                 self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True, False))
+                self.pending_durable = True
             return
         if self.position == 0 and self.rt.config.type_gate is not None:
             await self._check_type(b"".join(self.buffer)[:self.rt.config.gate_bytes])
@@ -118,10 +128,10 @@ class AppendSession:
                 return
         blocks, self.buffer, self.buffered = self.buffer, [], 0
         size = sum(len(b) for b in blocks)
-        # an offset is recorded after this write (the body's end, or a checkpoint): its bytes must be durable
-        # first, or after a power loss the state would count bytes the blob never got
-        durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
-        self.pending = asyncio.ensure_future(self._store(blocks, size, last, durable))
+        # the body's end is recorded after this write: its bytes must be durable first, or after a power loss
+        # the state would count bytes the blob never got (checkpoints sync apart, see _checkpoint)
+        self.pending = asyncio.ensure_future(self._store(blocks, size, last, last))
+        self.pending_durable = last
         self.position += size
 
     async def _check_type(self, head: bytes) -> None:
@@ -175,7 +185,9 @@ class AppendSession:
         if writer is not None:
             writer.close()
 
-    async def _wait_pending(self) -> None:
+    async def _wait_pending(self, checkpoint: bool = True) -> None:
+        if self.syncing is not None and self.syncing.done():
+            await self._wait_sync(record=True)
         if self.pending is None:
             return
         pending, self.pending = self.pending, None
@@ -186,7 +198,36 @@ class AppendSession:
             self.running = None  # it may have seen bytes that are not stored
             return
         self.written = self.position  # with one flush in flight, it ended where the next one starts
-        if not self._unrecordable() and self.written - self.committed >= self.rt.config.checkpoint_bytes:
+        if self.pending_durable:
+            self.synced = self.written
+        if (checkpoint and not self._unrecordable()
+                and self.written - self.checkpoint >= self.rt.config.checkpoint_bytes):
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Start syncing what is written, to record it as the offset once synced. The sync (some ms of
+        waiting for the disk every 8 MiB) runs while later bytes are received and written, instead of
+        holding up the next flush; the previous checkpoint's is waited for first, so the recorded offset
+        is never more than two checkpoints behind."""
+        await self._wait_sync(record=True)
+        if self.error is not None or self.writer is None:
+            return
+        self.checkpoint = self.written
+        self.syncing = asyncio.ensure_future(self.rt.io(self.writer.sync))
+
+    async def _wait_sync(self, record: bool) -> None:
+        """Wait for a checkpoint's sync; `record`: then record its offset (the body's end records its own)."""
+        if self.syncing is None:
+            return
+        syncing, self.syncing = self.syncing, None
+        try:
+            await syncing
+        except OSError as exc:
+            self.error = storage_error(exc)
+            self.running = None
+            return
+        self.synced = max(self.synced, self.checkpoint)
+        if record:
             await self._commit()
             await self.rt.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                       offset=self.committed, length=self.upload.length)
@@ -194,9 +235,9 @@ class AppendSession:
     async def _commit(self, release: bool = False) -> None:
         """Record the offset; `release`: the session's work under the lease ends here, so the same round
         trip releases it (when the offset could not be recorded, `_close` releases it)."""
-        if self.written == self.committed or self.lease.lost:
+        if self.synced == self.committed or self.lease.lost:
             return
-        advance = Advance(self.committed, self.written, self.rt.expiry())
+        advance = Advance(self.committed, self.synced, self.rt.expiry())
         try:
             if release:
                 await self.lease.release(advance)
@@ -206,12 +247,12 @@ class AppendSession:
             self.error = errors.UPLOAD_LOCKED(f"offset changed under this request ({exc})")
             self.running = None
             return
-        self.committed = self.written
+        self.committed = advance.new
         self.expires = advance.expires
 
     async def _drain(self) -> None:
         await self._flush(last=True)
-        await self._wait_pending()
+        await self._wait_pending(checkpoint=False)
 
     def _unrecordable(self) -> bool:
         """Bytes of this body that must not be recorded: a chunk checksum covers all of it, or it overran."""
@@ -294,9 +335,11 @@ class AppendSession:
             return
         self.closed = True
         try:
-            if self.pending is not None:  # an error cut the drain short: never close the blob under a write
-                with contextlib.suppress(OSError):
-                    await self.pending
+            if self.pending is not None or self.syncing is not None:  # an error cut the drain short:
+                for work in (self.pending, self.syncing):  # never close the blob under a write or sync
+                    if work is not None:
+                        with contextlib.suppress(OSError):
+                            await work
                 self.running = None
             self._keep_digest()
             if self.writer is not None:  # the last flush did not close it (an error, or nothing left to write)

@@ -87,7 +87,8 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes | memoryview) -> None: ...
     def sync(self) -> None:
-        """Everything written so far is durable: only after this may its offset be recorded."""
+        """Everything written so far is durable: only after this may its offset be recorded. May run in
+        one thread while a later `write` runs in another (a checkpoint's sync beside the next bytes)."""
     def close(self) -> None: ...
 
 
