@@ -40,20 +40,30 @@ _OWN_CONNECTION = frozenset({
 })
 
 
+_shared_names: dict[str, bool] = {}  # command name -> may go on the shared connection
+
+
 def _shareable(args: tuple[Any, ...], options: dict[str, Any]) -> bool:
-    name = str(args[0]).upper().split(" ")[0]
-    if name in _OWN_CONNECTION or EMPTY_RESPONSE in options or NEVER_DECODE in options:
+    command = args[0]
+    shared = _shared_names.get(command)
+    if shared is None:
+        name = str(command).upper().split(" ")[0]
+        shared = _shared_names[command] = name not in _OWN_CONNECTION
+    if not shared or EMPTY_RESPONSE in options or NEVER_DECODE in options:
         return False
-    return not (name.startswith("XREAD") and any(str(a).upper() == "BLOCK" for a in args))
+    return not (command in ("XREAD", "XREADGROUP") and any(str(a).upper() == "BLOCK" for a in args))
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP, as redis-py sends it (a command name with a space is two words)."""
-    if isinstance(args[0], str):
-        args = (*args[0].encode().split(), *args[1:])
-    args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
+    if " " in args[0]:
+        args = (*args[0].split(), *args[1:])
     try:
-        return bytes(hiredis.pack_command(args))
+        return hiredis.pack_command(args)  # type: ignore[no-any-return]
+    except TypeError:
+        pass  # buffers other than bytes, as redis-py takes them; or a value it refuses too
+    try:
+        return hiredis.pack_command(tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args))
     except TypeError as exc:
         raise DataError(str(exc)) from None
 
@@ -247,11 +257,11 @@ class MultiplexedRedis(aioredis.Redis):
 
 async def _parsed(client: aioredis.Redis, args: tuple[Any, ...], options: dict[str, Any], reply: Any) -> Any:
     """A reply through redis-py's response callback for its command, as redis-py would return it."""
-    options.pop("keys", None)
     callback = client.response_callbacks.get(args[0])
     if callback is None:
         return reply
-    value = callback(reply, **options)
+    options.pop("keys", None)
+    value = callback(reply, **options) if options else callback(reply)
     return await value if inspect.isawaitable(value) else value
 
 
