@@ -158,6 +158,8 @@ class AppendSession:
 
     def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool, hash_too: bool) -> None:
         """Executor side: appends (synced when `durable`), then, with `hash_too`, hash updates."""
+        if hash_too and len(blocks) > 1:  # a small flush in pieces (a PATCH's head brought the first):
+            blocks = [b"".join(blocks)]  # one write and one hash update instead of one per piece
         try:
             if self.writer is None:
                 self.writer = self.rt.store.writer(self.upload.id, self.start)
