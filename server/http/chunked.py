@@ -22,6 +22,7 @@ _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
 _STREAM_READ = 64 * 1024  # tornado's default socket read size
 _YIELD_EVERY = 256 * 1024  # body bytes read before other connections get a turn, as tornado does
+_FIRST_PIECE = 64 * 1024  # a body's first read; reads grow while the socket fills them, up to the chunk size
 _EMPTY = httputil.HTTPHeaders()
 
 
@@ -37,17 +38,25 @@ class TrailerConnection(HTTP1Connection):
     """One request on a connection; its chunked body may carry trailers, kept in `self.trailers`."""
 
     trailers: httputil.HTTPHeaders = _EMPTY
+    _piece = _FIRST_PIECE  # the next read's size
 
     async def _read_piece(self, want: int) -> bytearray:
-        """At most `want` body bytes (and the chunk size), as soon as any arrived.
+        """At most `want` body bytes, as soon as any arrived.
 
         Received straight into the buffer the handler gets: tornado's `read_bytes` copies every body byte
         three times on the event loop's thread (into a zeroed buffer of the stream's read size, onto the
-        stream's buffer, out as bytes), 0.4-0.9 s of CPU per GiB against 0.27 s this way."""
-        piece = bytearray(min(want, self.params.chunk_size))
+        stream's buffer, out as bytes), 0.4-0.9 s of CPU per GiB against 0.27 s this way. The buffer is
+        zeroed and resident while it waits for bytes, so it is sized by how the last one filled: doubled
+        up to the chunk size while the socket fills them at once (a fast stream), halved when it did not
+        (1,000 uploads trickling in held 1,000 MiB of waiting 1 MiB buffers, and zeroing them took 43% of
+        the event loop's thread)."""
+        piece = bytearray(min(want, self._piece))
         got = await self.stream.read_into(piece, partial=True)
         if got < len(piece):
             del piece[got:]  # the unfilled end goes back to the allocator
+            self._piece = max(self._piece // 2, _FIRST_PIECE)
+        else:
+            self._piece = min(self._piece * 2, self.params.chunk_size)
         return piece
 
     async def _read_fixed_body(self, content_length: int, delegate: httputil.HTTPMessageDelegate) -> None:
