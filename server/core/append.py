@@ -193,11 +193,7 @@ class AppendSession:
         if self.pending is None:
             return
         pending, self.pending = self.pending, None
-        try:
-            await pending
-        except OSError as exc:
-            self.error = storage_error(exc)
-            self.running = None  # it may have seen bytes that are not stored
+        if not await self._stored(pending):
             return
         self.written = self.position  # with one flush in flight, it ended where the next one starts
         if self.pending_durable:
@@ -205,6 +201,16 @@ class AppendSession:
         if (checkpoint and not self._unrecordable()
                 and self.written - self.checkpoint >= self.rt.config.checkpoint_bytes):
             await self._checkpoint()
+
+    async def _stored(self, work: asyncio.Future[None]) -> bool:
+        """Wait for a write or sync; False, with the request's error, if the storage failed."""
+        try:
+            await work
+        except OSError as exc:
+            self.error = storage_error(exc)
+            self.running = None  # it may have seen bytes that are not stored
+            return False
+        return True
 
     async def _checkpoint(self) -> None:
         """Start syncing what is written, to record it as the offset once synced. The sync (some ms of
@@ -222,11 +228,7 @@ class AppendSession:
         if self.syncing is None:
             return
         syncing, self.syncing = self.syncing, None
-        try:
-            await syncing
-        except OSError as exc:
-            self.error = storage_error(exc)
-            self.running = None
+        if not await self._stored(syncing):
             return
         self.synced = max(self.synced, self.checkpoint)
         if record:
