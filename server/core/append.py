@@ -174,11 +174,11 @@ class AppendSession:
             self._hash(blocks)
 
     def _hash(self, blocks: list[bytes]) -> None:
-        """Executor side: the running and chunk hashes (hashlib releases the GIL on big blocks)."""
+        """Executor side: the running and chunk hashes (hashlib releases the GIL on big blocks). The hashers
+        are taken once: a failed checkpoint sync may drop `running` while a flush is being hashed."""
+        hashers = [*self.chunk_hashers.values(), *([self.running] if self.running is not None else [])]
         for block in blocks:
-            if self.running is not None:
-                self.running.update(block)
-            for hasher in self.chunk_hashers.values():
+            for hasher in hashers:
                 hasher.update(block)
 
     def _close_writer(self) -> None:
