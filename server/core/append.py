@@ -1,7 +1,7 @@
 """One request body going into one upload: the append session, which owns the upload's lease for its life.
 
 Bytes are buffered up to `flush_bytes`, then written and hashed in the executor while the next buffer
-fills (one flush in flight). The offset moves at checkpoints and at the end, by compare-and-set, and only
+fills (up to two flushes on their way). The offset moves at checkpoints and at the end, by compare-and-set, and only
 after the bytes it counts were synced. With a chunk checksum nothing is recorded until the whole chunk
 has verified.
 
@@ -17,10 +17,11 @@ write in flight and a session ends exactly once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from tuskit import errors
 from tuskit.checksums import ALGORITHMS, new_hasher
@@ -30,11 +31,16 @@ from .failures import storage_error
 from .model import DONE, FAILED, Upload
 from .ports import Advance, BlobWriter, Lease, OffsetConflict
 from .publish import Publisher
-from .runtime import Runtime
+from .runtime import Runtime, SerialJobs
 
 log = logging.getLogger("tuskit.server.core")
 
 _HASH_APART = 256 * 1024  # flushes from this size on are hashed and written on two io threads at once
+_IN_FLIGHT = 2  # flushes of one body on their way to storage while the next one fills
+
+# a flush on its way to storage: its write, its hash update (None: the write job hashes it too), where it
+# ends, and whether its write is synced
+_Flight = tuple[asyncio.Future[None], asyncio.Future[None] | None, int, bool]
 
 
 class AppendSession:
@@ -68,8 +74,12 @@ class AppendSession:
         self.received = 0  # body bytes accepted into this session
         self.buffer: list[bytes] = []
         self.buffered = 0
-        self.pending: asyncio.Future[None] | None = None
-        self.pending_durable = False  # the flush in flight syncs what it writes
+        # flushes are written in order by one job queue and hashed in order by another, each keeping its io
+        # thread while it has work; up to _IN_FLIGHT flushes are on their way at once
+        self.writes = SerialJobs(rt.executor)
+        self.hashes = SerialJobs(rt.executor)
+        self.flights: collections.deque[_Flight] = collections.deque()
+        self.write_failed = False  # executor side: the writes queued after a failed one do nothing
         # a checkpoint's sync runs beside the next flushes; its offset is recorded once it is done
         self.syncing: asyncio.Future[None] | None = None
         self.checkpoint = upload.offset  # where the last checkpoint's sync began
@@ -109,8 +119,12 @@ class AppendSession:
                     self.error = self.rt.error(exc)
 
     async def _flush(self, last: bool = False) -> None:
-        """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""
-        await self._wait_pending(checkpoint=not last)
+        """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob (and
+        every earlier flush lands first)."""
+        if last:
+            await self._land(room=None, checkpoint=False)
+        else:
+            await self._land(room=(_IN_FLIGHT - 1) * self.rt.config.flush_bytes)
         if self.error is not None:
             return
         if last:
@@ -119,8 +133,8 @@ class AppendSession:
                 return
         if not self.buffer:
             if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
-                self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True, False))
-                self.pending_durable = True
+                written = self.writes.run(partial(self._write_blocks, [], True, True, False))
+                self.flights.append((written, None, self.position, True))
             return
         if self.position == 0 and self.rt.config.type_gate is not None:
             await self._check_type(b"".join(self.buffer)[:self.rt.config.gate_bytes])
@@ -129,10 +143,13 @@ class AppendSession:
         blocks, self.buffer, self.buffered = self.buffer, [], 0
         size = sum(len(b) for b in blocks)
         # the body's end is recorded after this write: its bytes must be durable first, or after a power loss
-        # the state would count bytes the blob never got (checkpoints sync apart, see _checkpoint)
-        self.pending = asyncio.ensure_future(self._store(blocks, size, last, last))
-        self.pending_durable = last
+        # the state would count bytes the blob never got (checkpoints sync apart, see _checkpoint). A big
+        # flush is hashed on another io thread while it is written (hashlib and pwrite release the GIL)
+        apart = size >= _HASH_APART and (self.running is not None or bool(self.chunk_hashers))
+        hashed = self.hashes.run(partial(self._hash, blocks)) if apart else None
+        written = self.writes.run(partial(self._write_blocks, blocks, last, last, not apart))
         self.position += size
+        self.flights.append((written, hashed, self.position, last))
 
     async def _check_type(self, head: bytes) -> None:
         """--accept: refuse a disallowed type before any of its bytes are stored, and retire the upload."""
@@ -144,29 +161,22 @@ class AppendSession:
         await self.rt.state.bury(self.upload.id, FAILED, reason)
         await self.rt.io(self.rt.store.delete, self.upload.id)
 
-    async def _store(self, blocks: list[bytes], size: int, last: bool, durable: bool) -> None:
-        """Write and hash a flush. A big one is hashed on another io thread while it is written (hashlib
-        and pwrite release the GIL): one thread doing both was the single stream's bottleneck."""
-        if size < _HASH_APART or (self.running is None and not self.chunk_hashers):
-            await self.rt.io(self._write_blocks, blocks, last, durable, True)
-            return
-        hashing = asyncio.ensure_future(self.rt.io(self._hash, blocks))
-        try:
-            await self.rt.io(self._write_blocks, blocks, last, durable, False)
-        finally:
-            await hashing  # never leave a hash running under a failed write's clean-up
-
     def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool, hash_too: bool) -> None:
         """Executor side: appends (synced when `durable`), then, with `hash_too`, hash updates."""
         if hash_too and len(blocks) > 1:  # a small flush in pieces (a PATCH's head brought the first):
             blocks = [b"".join(blocks)]  # one write and one hash update instead of one per piece
         try:
+            if self.write_failed:
+                raise OSError("an earlier write of this body failed")
             if self.writer is None:
                 self.writer = self.rt.store.writer(self.upload.id, self.start)
             for block in blocks:
                 self.writer.write(block)
             if durable:
                 self.writer.sync()
+        except BaseException:
+            self.write_failed = True
+            raise
         finally:
             if last:
                 self._close_writer()
@@ -187,30 +197,38 @@ class AppendSession:
         if writer is not None:
             writer.close()
 
-    async def _wait_pending(self, checkpoint: bool = True) -> None:
+    async def _land(self, room: int | None, checkpoint: bool = True) -> None:
+        """Take in the flushes that reached storage, oldest first, waiting for them while more than `room`
+        bytes are on their way (None: for all); `checkpoint`: one may start when enough are written."""
         if self.syncing is not None and self.syncing.done():
             await self._wait_sync(record=True)
-        if self.pending is None:
-            return
-        pending, self.pending = self.pending, None
-        if not await self._stored(pending):
-            return
-        self.written = self.position  # with one flush in flight, it ended where the next one starts
-        if self.pending_durable:
-            self.synced = self.written
-        if (checkpoint and not self._unrecordable()
-                and self.written - self.checkpoint >= self.rt.config.checkpoint_bytes):
-            await self._checkpoint()
+        while self.flights:
+            written, hashed, end, durable = self.flights[0]
+            if not (written.done() and (hashed is None or hashed.done())):
+                if room is not None and self.position - self.written <= room:
+                    return
+                await asyncio.wait([f for f in (written, hashed) if f is not None])
+            self.flights.popleft()
+            if not self._stored(written) or (hashed is not None and not self._stored(hashed)):
+                return
+            self.written = end
+            if durable:
+                self.synced = end
+            if (checkpoint and not self._unrecordable()
+                    and self.written - self.checkpoint >= self.rt.config.checkpoint_bytes):
+                await self._checkpoint()
 
-    async def _stored(self, work: asyncio.Future[None]) -> bool:
-        """Wait for a write or sync; False, with the request's error, if the storage failed."""
-        try:
-            await work
-        except OSError as exc:
-            self.error = storage_error(exc)
-            self.running = None  # it may have seen bytes that are not stored
-            return False
-        return True
+    def _stored(self, work: asyncio.Future[None]) -> bool:
+        """Whether a finished write, hash or sync went well; if the storage failed, that is the request's
+        error (other failures are raised)."""
+        failure = work.exception()
+        if failure is None:
+            return True
+        self.running = None  # it may have seen bytes that are not stored
+        if not isinstance(failure, OSError):
+            raise failure
+        self.error = storage_error(failure)
+        return False
 
     async def _checkpoint(self) -> None:
         """Start syncing what is written, to record it as the offset once synced. The sync (some ms of
@@ -228,7 +246,8 @@ class AppendSession:
         if self.syncing is None:
             return
         syncing, self.syncing = self.syncing, None
-        if not await self._stored(syncing):
+        await asyncio.wait([syncing])
+        if not self._stored(syncing):
             return
         self.synced = max(self.synced, self.checkpoint)
         if record:
@@ -256,7 +275,7 @@ class AppendSession:
 
     async def _drain(self) -> None:
         await self._flush(last=True)
-        await self._wait_pending(checkpoint=False)
+        await self._land(room=None, checkpoint=False)
 
     def _unrecordable(self) -> bool:
         """Bytes of this body that must not be recorded: a chunk checksum covers all of it, or it overran."""
@@ -339,11 +358,16 @@ class AppendSession:
             return
         self.closed = True
         try:
-            if self.pending is not None or self.syncing is not None:  # an error cut the drain short:
-                for work in (self.pending, self.syncing):  # never close the blob under a write or sync
-                    if work is not None:
-                        with contextlib.suppress(OSError):
-                            await work
+            # an error cut the drain short: never close the blob under a write, hash or sync
+            work = [f for written, hashed, _, _ in self.flights for f in (written, hashed) if f is not None]
+            work += [self.syncing] if self.syncing is not None else []
+            if work:
+                await asyncio.wait(work)
+                for done in work:
+                    if not done.cancelled():
+                        done.exception()  # seen: what failed was or will be this request's error
+                self.flights.clear()
+                self.syncing = None
                 self.running = None
             self._keep_digest()
             if self.writer is not None:  # the last flush did not close it (an error, or nothing left to write)
