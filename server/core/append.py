@@ -227,7 +227,8 @@ class AppendSession:
         self.running = None  # it may have seen bytes that are not stored
         if not isinstance(failure, OSError):
             raise failure
-        self.error = storage_error(failure)
+        # the first failure is the answer: the writes queued behind it fail only because it did
+        self.error = self.error or storage_error(failure)
         return False
 
     async def _checkpoint(self) -> None:
