@@ -1,9 +1,10 @@
 """One request body going into one upload: the append session, which owns the upload's lease for its life.
 
 Bytes are buffered up to `flush_bytes`, then written and hashed in the executor while the next buffer
-fills (one flush in flight). The offset moves at checkpoints and at the end, by compare-and-set, and only
-as far as the store says the bytes are durable (S3, mid-body: as far as its parts landed). With a chunk
-checksum nothing is recorded until the whole chunk has verified.
+fills (up to two flushes on their way; a big flush is hashed on a second thread while it is written). The
+offset moves at checkpoints and at the end, by compare-and-set, and only as far as the store says the
+bytes are durable (S3, mid-body: as far as its parts landed); a checkpoint's sync runs beside the next
+writes. With a chunk checksum nothing is recorded until the whole chunk has verified.
 
 Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
 has them; `flush` hands a short buffer over early, when the body must wait for memory or its client went
@@ -26,11 +27,12 @@ the upload's last segment, when every earlier writer of it ended cleanly, or a s
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from tuskit import errors
 from tuskit.checksums import ALGORITHMS, new_hasher
@@ -40,9 +42,16 @@ from .failures import storage_error
 from .model import DONE, FAILED, Upload
 from .ports import Advance, BlobWriter, Lease, OffsetConflict
 from .publish import Publisher
-from .runtime import Runtime
+from .runtime import Runtime, SerialJobs
 
 log = logging.getLogger("tuskit.server.core")
+
+_HASH_APART = 256 * 1024  # flushes from this size on are hashed and written on two io threads at once
+_IN_FLIGHT = 2  # flushes of one body on their way to storage while the next one fills
+
+# a flush on its way to storage: its write (its result: the durable end when it synced), its hash update
+# (None: the write job hashes it too), where it ends, and whether its write is synced
+_Flight = tuple[asyncio.Future[int | None], asyncio.Future[None] | None, int, bool]
 
 
 class AppendSession:
@@ -84,7 +93,15 @@ class AppendSession:
         self.received = 0  # body bytes accepted into this session
         self.buffer: list[bytes] = []
         self.buffered = 0
-        self.pending: asyncio.Future[int | None] | None = None
+        # flushes are written in order by one job queue and hashed in order by another, each keeping its io
+        # thread while it has work; up to _IN_FLIGHT flushes are on their way at once
+        self.writes = SerialJobs(rt.executor)
+        self.hashes = SerialJobs(rt.executor)
+        self.flights: collections.deque[_Flight] = collections.deque()
+        self.write_failed = False  # executor side: the writes queued after a failed one do nothing
+        # a checkpoint's sync runs beside the next flushes; its offset is recorded once it is done
+        self.syncing: asyncio.Future[int] | None = None
+        self.checkpoint = upload.offset  # where the writes stood when the last checkpoint's sync began
         self.error: errors.TusError | None = None
         self.overran = False  # the body went past the length: nothing of it is recorded
         self.stopping = False  # abort() was called: take no more bytes
@@ -147,15 +164,24 @@ class AppendSession:
         self.expires = expires
 
     async def _flush(self, last: bool = False) -> None:
-        """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob."""
-        await self._wait_pending()
+        """Hand the buffer to the executor; `last`: no write follows, so that job also closes the blob (and
+        every earlier flush lands first)."""
+        if last:
+            await self._land(room=None, checkpoint=False)
+        else:
+            await self._land(room=(_IN_FLIGHT - 1) * self.rt.config.flush_bytes)
         if self.error is None and self.lease.lost:
             self.error = errors.UPLOAD_LOCKED("this request lost the upload's lease; its last bytes were not kept")
         if self.error is not None:
             return
+        if last:
+            await self._wait_sync(record=False)  # the last job syncs everything and closes the blob
+            if self.error is not None:
+                return
         if not self.buffer:
             if last and self.writer is not None:  # the body ended on a flush boundary: sync and close
-                self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, [], True, True))
+                written = self.writes.run(partial(self._write_blocks, [], True, True, False))
+                self.flights.append((written, None, self.position, True))
             return
         if self.position == 0 and self.rt.config.type_gate is not None:
             await self._check_type(b"".join(self.buffer)[:self.rt.config.gate_bytes])
@@ -163,13 +189,16 @@ class AppendSession:
                 return
         blocks, self.buffer, self.buffered = self.buffer, [], 0
         size = sum(len(b) for b in blocks)
-        # an offset is recorded after this write (the body's end, or a checkpoint): its bytes must be durable
-        # first, or after a power loss the state would count bytes the blob never got
-        durable = last or self.position + size - self.committed >= self.rt.config.checkpoint_bytes
-        self.pending = asyncio.ensure_future(self.rt.io(self._write_blocks, blocks, last, durable))
+        # the body's end is recorded after this write: its bytes must be durable first, or after a power loss
+        # the state would count bytes the blob never got (checkpoints sync apart, see _checkpoint). A big
+        # flush is hashed on another io thread while it is written (hashlib and pwrite release the GIL)
+        apart = size >= _HASH_APART and (self.running is not None or bool(self.chunk_hashers))
+        hashed = self.hashes.run(partial(self._hash, blocks)) if apart else None
+        written = self.writes.run(partial(self._write_blocks, blocks, last, last, not apart))
         # the bytes leave the budget when the write ends, whoever awaits it (a waiting body may not)
-        self.pending.add_done_callback(lambda _: self.rt.budget.release(size))
+        written.add_done_callback(lambda _: self.rt.budget.release(size))
         self.position += size
+        self.flights.append((written, hashed, self.position, last))
 
     async def _check_type(self, head: bytes) -> None:
         """--accept: refuse a disallowed type before any of its bytes are stored, and retire the upload."""
@@ -181,26 +210,38 @@ class AppendSession:
         await self.rt.state.bury(self.upload.id, FAILED, reason)
         await self.rt.io(self.rt.store.delete, self.upload.id)
 
-    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool) -> int | None:
-        """Executor side: appends (synced when `durable`: wholly at the body's end, else as far as the store
-        gets cheaply), then hash updates (hashlib releases the GIL on big blocks). Returns the durable end."""
+    def _write_blocks(self, blocks: list[bytes], last: bool, durable: bool, hash_too: bool) -> int | None:
+        """Executor side: appends (wholly synced when `durable`: the body's end), then, with `hash_too`, hash
+        updates. Returns the durable end when it synced."""
+        if hash_too and len(blocks) > 1:  # a small flush in pieces (a PATCH's head brought the first):
+            blocks = [b"".join(blocks)]  # one write and one hash update instead of one per piece
         stored = None
         try:
+            if self.write_failed:
+                raise OSError("an earlier write of this body failed")
             if self.writer is None:
                 self.writer = self.rt.store.writer(self.upload.id, self.start, self.segment, self.segment_start)
             for block in blocks:
                 self.writer.write(block)
             if durable:
-                stored = self.writer.sync(partial=not last)
+                stored = self.writer.sync()
+        except BaseException:
+            self.write_failed = True
+            raise
         finally:
             if last:
                 self._close_writer()
-        for block in blocks:
-            if self.running is not None:
-                self.running.update(block)
-            for hasher in self.chunk_hashers.values():
-                hasher.update(block)
+        if hash_too:
+            self._hash(blocks)
         return stored
+
+    def _hash(self, blocks: list[bytes]) -> None:
+        """Executor side: the running and chunk hashes (hashlib releases the GIL on big blocks). The hashers
+        are taken once: a failed checkpoint sync may drop `running` while a flush is being hashed."""
+        hashers = [*self.chunk_hashers.values(), *([self.running] if self.running is not None else [])]
+        for block in blocks:
+            for hasher in hashers:
+                hasher.update(block)
 
     def _close_writer(self) -> None:
         """Executor side, exactly once (a second close could hit a descriptor reused by another upload)."""
@@ -208,25 +249,65 @@ class AppendSession:
         if writer is not None:
             writer.close()
 
-    async def _wait_pending(self) -> None:
-        if self.pending is None:
+    async def _land(self, room: int | None, checkpoint: bool = True) -> None:
+        """Take in the flushes that reached storage, oldest first, waiting for them while more than `room`
+        bytes are on their way (None: for all); `checkpoint`: one may start when enough are written."""
+        if self.syncing is not None and self.syncing.done():
+            await self._wait_sync(record=True)
+        while self.flights:
+            written, hashed, end, durable = self.flights[0]
+            if not (written.done() and (hashed is None or hashed.done())):
+                if room is not None and self.position - self.written <= room:
+                    return
+                await asyncio.wait([f for f in (written, hashed) if f is not None])
+            self.flights.popleft()
+            if not self._stored(written) or (hashed is not None and not self._stored(hashed)):
+                return
+            self.written = end
+            if durable and (stored := written.result()) is not None:
+                self.durable = max(self.durable, stored)
+            if (checkpoint and not self._unrecordable()
+                    and self.written - self.checkpoint >= self.rt.config.checkpoint_bytes):
+                await self._checkpoint()
+
+    def _stored(self, work: asyncio.Future[int] | asyncio.Future[int | None] | asyncio.Future[None]) -> bool:
+        """Whether a finished write, hash or sync went well; if the storage failed, that is the request's
+        error (other failures are raised)."""
+        failure = work.exception()
+        if failure is None:
+            return True
+        self.running = None  # it may have seen bytes that are not stored
+        if isinstance(failure, OffsetConflict):  # the blob was published meanwhile: this request came too late
+            self.error = self.error or errors.UPLOAD_LOCKED(str(failure))
+            return False
+        if not isinstance(failure, OSError):
+            raise failure
+        # the first failure is the answer: the writes queued behind it fail only because it did
+        self.error = self.error or storage_error(failure)
+        return False
+
+    async def _checkpoint(self) -> None:
+        """Start making what is written durable, to record it as the offset once it is. The sync (some ms of
+        waiting for the disk every 8 MiB) runs while later bytes are received and written, instead of
+        holding up the next flush; the previous checkpoint's is waited for first, so the recorded offset
+        is never more than two checkpoints behind. An object store answers as far as its parts landed."""
+        await self._wait_sync(record=True)
+        if self.error is not None or self.writer is None:
             return
-        pending, self.pending = self.pending, None
-        try:
-            stored = await pending
-        except OSError as exc:
-            self.error = storage_error(exc)
-            self.running = None  # it may have seen bytes that are not stored
+        self.checkpoint = self.written
+        self.syncing = asyncio.ensure_future(self.rt.io(self.writer.sync, True))
+
+    async def _wait_sync(self, record: bool) -> None:
+        """Wait for a checkpoint's sync; `record`: then record its offset (the body's end records its own)."""
+        if self.syncing is None:
             return
-        except OffsetConflict as exc:  # the blob was published meanwhile: this request came too late
-            self.error = errors.UPLOAD_LOCKED(str(exc))
-            self.running = None
+        syncing, self.syncing = self.syncing, None
+        await asyncio.wait([syncing])
+        if not self._stored(syncing):
             return
-        self.written = self.position  # with one flush in flight, it ended where the next one starts
-        if stored is not None:
-            self.durable = max(self.durable, stored)
-        if (not self._unrecordable() and self.durable > self.committed
-                and self.written - self.committed >= self.rt.config.checkpoint_bytes):
+        # never past the writes the session has taken in (its hash covers those), whatever the sync saw
+        self.durable = max(self.durable, min(syncing.result(), self.checkpoint))
+        if record and self.durable > self.committed:
             await self._commit()
             await self.rt.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                       offset=self.committed, length=self.upload.length)
@@ -258,7 +339,7 @@ class AppendSession:
 
     async def _drain(self) -> None:
         await self._flush(last=True)
-        await self._wait_pending()
+        await self._land(room=None, checkpoint=False)
 
     def _unrecordable(self) -> bool:
         """Bytes of this body that must not be recorded: a chunk checksum covers all of it, or it overran."""
@@ -360,9 +441,17 @@ class AppendSession:
         self.rt.budget.release(self.buffered)  # a buffer never written (an error or a discarded body)
         self.buffer, self.buffered = [], 0
         try:
-            if self.pending is not None:  # an error cut the drain short: never close the blob under a write
-                with contextlib.suppress(OSError, OffsetConflict):
-                    await self.pending
+            # an error cut the drain short: never close the blob under a write, hash or sync
+            work: list[asyncio.Future[int] | asyncio.Future[int | None] | asyncio.Future[None]] = [
+                f for written, hashed, _, _ in self.flights for f in (written, hashed) if f is not None]
+            work += [self.syncing] if self.syncing is not None else []
+            if work:
+                await asyncio.wait(work)
+                for done in work:
+                    if not done.cancelled():
+                        done.exception()  # seen: what failed was or will be this request's error
+                self.flights.clear()
+                self.syncing = None
                 self.running = None
             self._keep_digest()
             if self.writer is not None:  # the last flush did not close it (an error, or nothing left to write)

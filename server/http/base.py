@@ -18,7 +18,9 @@ import secrets
 import time
 from typing import Any
 
+import tornado
 import tornado.web
+from tornado import httputil
 
 from tuskit import errors, protocol
 
@@ -33,6 +35,7 @@ log = logging.getLogger("tuskit.server.http")
 _REASONS = {460: "Checksum Mismatch"}
 # a client's own X-Request-ID is kept if it is a plausible ID; anything else is replaced, not logged
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
+_SERVER = f"TornadoServer/{tornado.version}"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -70,6 +73,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self._owner = ""
         self._via_link = False  # admitted by a signed link rather than a token
         self.set_header("X-Request-ID", self.request_id)
+
+    def clear(self) -> None:
+        """Tornado's reset of the response, with its Date formatted once a second rather than once a
+        request (~12 us each) and without the Content-Type that set_default_headers would only remove."""
+        self._headers = httputil.HTTPHeaders({"Server": _SERVER, "Date": protocol.http_date(time.time())})
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = httputil.responses[200]
 
     def set_default_headers(self) -> None:
         self.set_header("Tus-Resumable", protocol.TUS_VERSION)

@@ -1,13 +1,14 @@
 """Tornado's HTTP server with three changes of ours: chunked request bodies may end with trailers (the
-checksum-trailer extension), body reads are sized by the process's body budget, and a request head over
-the size limit is answered 431 instead of a silent close.
+checksum-trailer extension), body reads are sized by the process's body budget and received without
+copies, and a request head over the size limit is answered 431 instead of a silent close.
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
 We swap in a connection class whose chunked-body reader parses trailers and keeps them on the
 connection, where `request_trailers()` finds them for the handler. Its body reads (chunked or not) ask
 the budget how big they may be: a read of 1 MiB per upload is what makes uploads fast, and what made 200
-of them take 500 MB at once. Everything else is Tornado's.
+of them take 500 MB at once; the bytes are received straight into the buffer handed to the handler.
+Everything else is Tornado's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..core.budget import MIN_PIECE, BodyBudget
 _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
 _YIELD_EVERY = 256 * 1024  # body bytes read before other connections get a turn, as tornado does
+_FIRST_PIECE = 64 * 1024  # a body's first read; reads grow while the socket fills them, up to the chunk size
 _EMPTY = httputil.HTTPHeaders()
 _TOO_LARGE_REASON = b"request header block is over 64 KiB\n"
 _HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -75,28 +77,37 @@ class TrailerConnection(HTTP1Connection):
     # the body budget's leave to read on)
     gate: Callable[[], Awaitable[None]] | None = None
     _pieces = 0
+    _piece = _FIRST_PIECE  # the next read's size, before the budget has its say
 
     async def _take_piece(self, delegate: httputil.HTTPMessageDelegate, want: int) -> int:
         """Read one piece of the body (at most `want` bytes, as soon as any arrived, no more than the
         budget allows), hand it to the handler and return its size.
 
         The piece lives only in this frame, so whatever the handler did not keep is freed before the gate
-        makes the next piece wait: a waiting body must hold only what the budget counts. The stream's
-        socket reads are sized like the piece, since one recv of its `read_chunk_size` (tornado sets the
-        server's chunk size, 1 MiB) would pull in a whole megabyte however little was asked for."""
+        makes the next piece wait: a waiting body must hold only what the budget counts. It is received
+        straight into the buffer the handler gets: tornado's `read_bytes` copies every body byte three times
+        on the event loop's thread (into a zeroed buffer of the stream's read size, onto the stream's
+        buffer, out as bytes), 0.4-0.9 s of CPU per GiB against 0.27 s this way. The buffer is zeroed and
+        resident while it waits for bytes, so it is sized by how the last one filled: doubled up to the
+        chunk size while the socket fills them at once (a fast stream), halved when it did not (1,000
+        uploads trickling in held 1,000 MiB of waiting 1 MiB buffers, and zeroing them took 43% of the
+        event loop's thread)."""
         if self._pieces and self.gate is not None:
             await self.gate()
         self._pieces += 1
-        size = self.budget.start_read(min(want, self.params.chunk_size))
-        stream = self.stream
-        usual, stream.read_chunk_size = stream.read_chunk_size, size
+        size = self.budget.start_read(min(want, self._piece))
         try:
-            piece = await stream.read_bytes(size, partial=True)
+            piece = bytearray(size)
+            got = await self.stream.read_into(piece, partial=True)
         finally:
-            stream.read_chunk_size = usual
             self.budget.end_read(size)
+        if got < size:
+            del piece[got:]  # the unfilled end goes back to the allocator
+            self._piece = max(self._piece // 2, _FIRST_PIECE)
+        else:
+            self._piece = min(self._piece * 2, self.params.chunk_size)
         await self._deliver_body(delegate, piece)
-        return len(piece)
+        return got
 
     async def _read_fixed_body(self, content_length: int, delegate: httputil.HTTPMessageDelegate) -> None:
         work = 0

@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
+from .mux import MultiplexedRedis
+
 MAX_CONNECTIONS = 100
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
 
@@ -26,17 +28,20 @@ class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionP
 
 def connect(url: str, socket_timeout: float | None = 10) -> aioredis.Redis:
     """redis-py's default pool refuses the 101st concurrent command ("Too many connections": 503s under a
-    burst of 200 uploads); a blocking pool makes a burst wait its turn for a connection instead.
+    burst of 200 uploads); a blocking pool makes a burst wait its turn for a connection instead. Commands
+    go through the pool only when they need a connection to themselves (see mux.py); RESP2 on every
+    connection, so replies have one shape whichever way they came (redis-py 8 would speak RESP3).
 
     `socket_timeout` None: for a connection that blocks on purpose (XREAD BLOCK)."""
-    options: dict[str, Any] = {"max_connections": MAX_CONNECTIONS, "timeout": 10, "socket_timeout": socket_timeout,
-                               "socket_connect_timeout": 3, "health_check_interval": 30}
+    options: dict[str, Any] = {"protocol": 2, "max_connections": MAX_CONNECTIONS, "timeout": 10,
+                               "socket_timeout": socket_timeout, "socket_connect_timeout": 3,
+                               "health_check_interval": 30}
     scheme = url.split("://", 1)[0]
     if scheme in SENTINEL_SCHEMES:
         sentinel, service = sentinel_for(url, options)
         return sentinel.master_for(service, connection_pool_class=_BlockingSentinelPool)
     pool = aioredis.BlockingConnectionPool.from_url(url, **options)
-    return aioredis.Redis.from_pool(pool)
+    return MultiplexedRedis.from_pool(pool)
 
 
 def sentinel_for(url: str, options: dict[str, Any]) -> tuple[Sentinel, str]:

@@ -75,21 +75,30 @@ class FileWriter:
             os.close(self.fd)
             raise OffsetConflict("the upload was finished by another request")
         self.position = position
+        self.queued = position  # written bytes before this are queued for writeback (or synced)
         self.start = start  # the segment's upload offset: positions are the segment's own
         self.new_entry = path.parent if create else None  # a new file's name is durable once its directory is
 
     def write(self, data: bytes | memoryview) -> None:
+        """Store `data`, and queue the bytes of the writes before it for writeback: one write late, so a
+        write that is synced at once (a small PATCH's only one) costs no writeback call of its own."""
         start = self.position
         self.position = _write_all(self.fd, data, start)
-        start_writeback(self.fd, start, self.position - start)
+        if self.queued < start:
+            start_writeback(self.fd, self.queued, start - self.queued)
+            self.queued = start
 
     def sync(self, partial: bool = False) -> int:
-        """The written bytes (and the size needed to read them) are on disk: fdatasync skips timestamps."""
+        """The bytes written before this call (and the size needed to read them) are on disk: fdatasync
+        skips timestamps. A write running beside it in another thread may end past what it covered, so the
+        offset returned is where the writes stood when it began."""
+        end = self.position
         os.fdatasync(self.fd)
         if self.new_entry is not None:
             _fsync(self.new_entry)
             self.new_entry = None
-        return self.start + self.position
+        self.queued = max(self.queued, end)
+        return self.start + end
 
     def close(self) -> None:
         os.close(self.fd)

@@ -541,6 +541,7 @@ class S3Writer:
             del self.tail[:size]
             self._wait()
             self.in_flight = self.store.parts.submit(self._upload, self.part, part)
+            self.in_flight.add_done_callback(self._landed)
             self.part += 1
             self.saved = self.pieces = 0
 
@@ -548,20 +549,23 @@ class S3Writer:
         self.store.upload_part(self.base, self.mpu, number, data)
         return number * self.part_size
 
+    def _landed(self, done: Future[int]) -> None:
+        """A part upload's end: `landed` moves on as parts land, for a checkpoint's sync in another thread."""
+        if not done.cancelled() and done.exception() is None:
+            self.landed = max(self.landed, done.result())
+
     def _wait(self) -> None:
         """The part in flight has landed (or its failure is raised here)."""
         if self.in_flight is not None:
             in_flight, self.in_flight = self.in_flight, None
-            self.landed = in_flight.result()
+            self.landed = max(self.landed, in_flight.result())
 
     @_as_oserror
     def sync(self, partial: bool = False) -> int:
-        """`partial` (a checkpoint mid-body): the end of the parts that landed, without waiting or storing the
-        tail, so the offset advances as parts land. Otherwise everything: the part in flight lands, and the
-        tail is stored where any process continues from it."""
-        if partial:
-            if self.in_flight is not None and self.in_flight.done():
-                self._wait()
+        """`partial` (a checkpoint mid-body, which may run beside the next write): the end of the parts that
+        landed, without waiting or storing the tail, so the offset advances as parts land. Otherwise
+        everything: the part in flight lands, and the tail is stored where any process continues from it."""
+        if partial:  # may run beside a write in another thread: it only reads what landed
             return self.start + self.landed
         self._wait()
         if len(self.tail) > self.saved:
