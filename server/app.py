@@ -52,6 +52,7 @@ SHUTDOWN_GRACE_SECONDS = 15.0
 PUBLISH_SECONDS = 0.25  # how stale another worker's gauges may be in a scrape (its counters are never stale)
 KEEPER_SECONDS = 0.5  # how soon a dead embedded redis is noticed
 SPILL_AFTER_SECONDS = 1.0  # a body quiet this long hands its buffered bytes to storage (see BodyBudget)
+PRESSED_SPILL_SECONDS = 0.1  # ... this long while other bodies wait for memory
 
 
 class StartupError(Exception):
@@ -296,21 +297,30 @@ async def _sweep_forever(ctx: ServerContext) -> None:
 
 async def _close_stalled_forever(ctx: ServerContext) -> None:
     """--network-timeout: a PATCH that sends nothing for that long keeps its bytes and is closed. One that
-    waits for the body budget is not counted as quiet; one quiet for a second hands its buffer to storage.
+    waits for the body budget is not counted as quiet; one quiet for a second hands its buffer to storage,
+    and so does one quiet for a tenth of that while other bodies wait for memory (on S3 a stalled body
+    holds its unfilled part: a thousand of them would otherwise take turns at a second each).
 
     Tornado's body_timeout bounds the whole body, which would cut slow but healthy large uploads.
     """
     timeout = ctx.config.network_timeout
+    every = min(SPILL_AFTER_SECONDS, timeout / 4)
+    scanned = time.monotonic()
     while True:
-        await asyncio.sleep(min(SPILL_AFTER_SECONDS, timeout / 4))
+        await asyncio.sleep(PRESSED_SPILL_SECONDS)
         now = time.monotonic()
+        pressed = ctx.budget.waiting > 0
+        if not pressed and now - scanned < every:
+            continue
+        scanned = now
+        spill_after = PRESSED_SPILL_SECONDS if pressed else SPILL_AFTER_SECONDS
         for handler in list(ctx.active):
             if handler.held_back:
                 continue
             quiet = now - handler.last_data
             if quiet > timeout:
                 handler.interrupt(f"client sent nothing for {timeout:g}s")
-            elif quiet > SPILL_AFTER_SECONDS:
+            elif quiet > spill_after:
                 handler.spill()
 
 

@@ -7,8 +7,9 @@ bytes are durable (S3, mid-body: as far as its parts landed); a checkpoint's syn
 writes. With a chunk checksum nothing is recorded until the whole chunk has verified.
 
 Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
-has them; `flush` hands a short buffer over early, when the body must wait for memory or its client went
-quiet.
+has them, and so do the bytes a writer keeps in memory after a write (S3: the unfilled part); `spill`
+hands a short buffer over early and has the writer let go of what it keeps, when the body must wait for
+memory or its client went quiet.
 
 The session takes the lease from whoever opened it and is its only releaser (`_close`); when a body ends
 without completing its upload, the offset's last move and the release are one round trip
@@ -93,6 +94,7 @@ class AppendSession:
         self.received = 0  # body bytes accepted into this session
         self.buffer: list[bytes] = []
         self.buffered = 0
+        self.retained = 0  # bytes the writer holds in memory, as last counted against the budget
         # flushes are written in order by one job queue and hashed in order by another, each keeping its io
         # thread while it has work; up to _IN_FLIGHT flushes are on their way at once
         self.writes = SerialJobs(rt.executor)
@@ -151,6 +153,39 @@ class AppendSession:
             except Exception as exc:  # a body callback must not raise: the failure becomes the response
                 self.error = self.rt.error(exc)
 
+    async def spill(self) -> None:
+        """`flush`, then have the writer store and drop what it holds in memory: the body is about to wait
+        for the budget (or its client went quiet), and what it holds must not keep others waiting."""
+        await self.flush()
+        async with self.lock:
+            if self.closed or self.error is not None or (not self.retained and not self.flights):
+                return
+            # after the flushes queued before it: what the writer holds is known once they are written
+            spilled = self.writes.run(self._spill_writer)
+            await asyncio.wait([spilled])
+            if self._stored(spilled):
+                self._count_retained()
+
+    def _spill_writer(self) -> None:
+        """Executor side, in the writes' queue."""
+        if self.writer is not None and not self.write_failed:
+            self.writer.spill()
+
+    def _count_retained(self) -> None:
+        """Bring the budget in line with what the writer holds now (a write ended, or a spill)."""
+        writer = self.writer
+        retained = writer.retained if writer is not None else 0
+        if retained > self.retained:
+            self.rt.budget.hold(retained - self.retained)
+        elif retained < self.retained:
+            self.rt.budget.release(self.retained - retained)
+        self.retained = retained
+
+    def _left_memory(self, size: int) -> None:
+        """A write ended: its bytes leave the budget, except what the writer keeps of them."""
+        self.rt.budget.release(size)
+        self._count_retained()
+
     def _expiry_due(self) -> bool:
         """Progress slides the expiry: once half of its window has passed since it was last recorded, even
         when no offset is (bytes trickle in below a flush, or a checksum holds the offset back)."""
@@ -196,7 +231,7 @@ class AppendSession:
         hashed = self.hashes.run(partial(self._hash, blocks)) if apart else None
         written = self.writes.run(partial(self._write_blocks, blocks, last, last, not apart))
         # the bytes leave the budget when the write ends, whoever awaits it (a waiting body may not)
-        written.add_done_callback(lambda _: self.rt.budget.release(size))
+        written.add_done_callback(lambda _: self._left_memory(size))
         self.position += size
         self.flights.append((written, hashed, self.position, last))
 
@@ -458,6 +493,8 @@ class AppendSession:
                 await self.rt.io(self._close_writer)
             clean = True
         finally:
+            self.rt.budget.release(self.retained)  # the writer is closed or given up: it holds nothing more
+            self.retained = 0
             await self.lease.release(clean=clean)  # a no-op when the last commit already released it
 
     def _keep_digest(self) -> None:

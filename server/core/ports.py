@@ -125,6 +125,13 @@ class BlobWriter(Protocol):
     """Appends to one segment of an unfinished blob from the position it was opened at (the recorded
     offset: bytes a crash left past it are overwritten). Blocking: called in an executor."""
 
+    @property
+    def retained(self) -> int:
+        """Written bytes the writer still holds in memory (S3: its unfilled part and a part in flight; a file
+        writer: none). They count against the body budget, as a buffer does, until `spill` or `close`."""
+    def spill(self) -> None:
+        """Store what `retained` counts and let go of it (the body waits for memory, or went quiet); the next
+        write reads back what it needs."""
     def write(self, data: bytes | memoryview) -> None: ...
     def sync(self, partial: bool = False) -> int:
         """Make written bytes durable and return the upload offset up to which they are: only up to there may

@@ -28,6 +28,7 @@ from .chunked import request_trailers
 log = logging.getLogger("tuskit.server.http")
 
 _OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+SPILL_WHILE_WAITING_SECONDS = 0.1  # see _admit
 _STRAY_BODY = 64 * 1024  # the most a POST may send that is not an upload's first bytes (read and ignored)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _INLINE_TYPES = {
@@ -178,9 +179,15 @@ class TusHandler(BaseHandler):
             self.last_data = time.monotonic()
 
     async def _admit(self) -> None:
-        """Wait for the body budget's leave to read a piece; an interruption ends the wait early."""
+        """Wait for the body budget's leave to read a piece; an interruption ends the wait early. A wait that
+        lasts has the writer let go of what it holds (S3's unfilled part): spilling at every short wait
+        would cost a store and a read-back per piece, never spilling could leave the budget held by
+        waiting bodies alone."""
         self._room = asyncio.ensure_future(self.ctx.budget.admit(self))
         try:
+            done, _ = await asyncio.wait({self._room}, timeout=SPILL_WHILE_WAITING_SECONDS)
+            if not done and self.session is not None:
+                await self.session.spill()  # what it frees lets the next body in (BodyBudget.release)
             await asyncio.wait({self._room})
         finally:
             self._room.cancel()
@@ -188,8 +195,8 @@ class TusHandler(BaseHandler):
 
     def spill(self) -> None:
         """The client went quiet: hand its buffered bytes to storage instead of holding them in memory."""
-        if self.session is not None and self.session.buffered and not self.session.closed:
-            self.service.spawn(self.session.flush())
+        if self.session is not None and (self.session.buffered or self.session.retained) and not self.session.closed:
+            self.service.spawn(self.session.spill())
 
     # ---- ending a streamed body ------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ class FileWriter:
     """Appends to one segment's file from a position by positional writes: a retried append overwrites
     what lies past the recorded offset."""
 
+    retained = 0  # written bytes are in the page cache at once: none held in this process's memory
+
     def __init__(self, path: Path, position: int, create: bool, start: int = 0) -> None:
         self.fd = os.open(path, os.O_WRONLY | (os.O_CREAT if create else 0), FILE_MODE)
         if not os.fstat(self.fd).st_mode & stat.S_IWUSR:
@@ -87,6 +89,9 @@ class FileWriter:
         if self.queued < start:
             start_writeback(self.fd, self.queued, start - self.queued)
             self.queued = start
+
+    def spill(self) -> None:
+        """Nothing to let go of (see `retained`)."""
 
     def sync(self, partial: bool = False) -> int:
         """The bytes written before this call (and the size needed to read them) are on disk: fdatasync

@@ -242,15 +242,15 @@ class S3Store:
         return str(self.s3.upload_part(Bucket=self.bucket, Key=base, UploadId=mpu, PartNumber=number,
                                        Body=data)["ETag"])
 
-    def get_tail(self, base: str, offset: int, part_size: int) -> Tail:
+    def get_tail(self, base: str, offset: int, part_size: int, cached: bool = True) -> Tail:
         """The tail a multipart upload has at a recorded `offset` (from its own start): bytes of its unfilled
-        part up to there."""
+        part up to there. `cached` False: from the bucket (a spilled tail is in the bucket only)."""
         full, rest = divmod(offset, part_size)
         if rest == 0:
             return Tail(b"", 0)
-        cached = self.tails.take(base, offset)
-        if cached is not None:
-            return cached
+        remembered = self.tails.take(base, offset) if cached else None
+        if remembered is not None:
+            return remembered
         prefix = pieces_prefix(base, full + 1)
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         listed = {int(o["Key"][len(prefix):]): o["Size"] for page in pages for o in page.get("Contents", [])}
@@ -509,7 +509,9 @@ class S3Writer:
     """Appends to one multipart upload (an upload's segment) from a recorded offset (core.ports.BlobWriter).
 
     Bytes gather in `tail`; each full part goes up in the store's part threads while the next bytes arrive,
-    at most one part in flight per writer, so a writer holds at most about two parts of memory. A part
+    at most one part in flight per writer, so a writer holds at most about two parts of memory, which count
+    against the body budget (`retained`). A body that must wait for memory spills its tail: stored as a
+    piece, dropped, and read back from the bucket when the body goes on. A part
     number stored before a crash past the recorded offset is simply uploaded again (by this segment's
     writers only: another segment is another multipart upload).
     """
@@ -530,9 +532,29 @@ class S3Writer:
         self.pieces = stored.pieces
         self.synced = -1  # the position of the last complete sync
         self.in_flight: Future[int] | None = None  # a part upload; its result is where its bytes end
+        self.spilled = False  # the tail is in the bucket only
+
+    @property
+    def retained(self) -> int:
+        in_flight = self.in_flight
+        return len(self.tail) + (self.part_size if in_flight is not None and not in_flight.done() else 0)
+
+    @_as_oserror
+    def spill(self) -> None:
+        """The whole tail goes up as the chain's first piece: reading it back is then one GET, not one per
+        body that added to it."""
+        if len(self.tail) > self.saved:
+            self.saved = self.pieces = 0
+        self.sync()
+        self.tail = bytearray()
+        self.spilled = True
 
     @_as_oserror
     def write(self, data: bytes | memoryview) -> None:
+        if self.spilled:
+            stored = self.store.get_tail(self.base, self.position, self.part_size, cached=False)
+            self.tail, self.saved, self.pieces = bytearray(stored.data), len(stored.data), stored.pieces
+            self.spilled = False
         self.tail += data
         self.position += len(data)
         size = self.part_size
@@ -582,7 +604,7 @@ class S3Writer:
         that is all in the bucket is remembered for this segment's next writer in this process."""
         with contextlib.suppress(Exception):
             self._wait()
-        if self.synced == self.position:
+        if self.synced == self.position and not self.spilled:
             self.store.tails.put(self.base, self.position, Tail(bytes(self.tail), self.pieces))
         self.tail = bytearray()
 

@@ -53,7 +53,7 @@ class TailCache:
     """Tails this process stored, by multipart upload key, with the offset they end at; at most `budget`
     bytes in all."""
 
-    def __init__(self, budget: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, budget: int = 64 * 1024 * 1024) -> None:
         self.budget = budget
         self.size = 0
         self._entries: OrderedDict[str, tuple[int, Tail]] = OrderedDict()
