@@ -64,11 +64,18 @@ class BodyBudget:
         """Whether `admit` would have to wait now."""
         return bool(self._waiters) or not self._room_for_one()
 
+    def try_admit(self, body: Hashable) -> bool:
+        """Let `body` read its next piece if that needs no wait (there is room and nobody waits): the common
+        case, without the task and loop iteration a wait costs on every piece."""
+        self._granted.pop(body, None)  # its last grant was used, or it is done with it
+        if self.would_wait():
+            return False
+        self._granted[body] = time.monotonic()
+        return True
+
     async def admit(self, body: Hashable) -> None:
         """Return when `body` may read its next piece: at once while there is room and nobody waits."""
-        self._granted.pop(body, None)  # its last grant was used, or it is done with it
-        if not self.would_wait():
-            self._granted[body] = time.monotonic()
+        if self.try_admit(body):
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((body, waiter))

@@ -183,6 +183,8 @@ class TusHandler(BaseHandler):
         lasts has the writer let go of what it holds (S3's unfilled part): spilling at every short wait
         would cost a store and a read-back per piece, never spilling could leave the budget held by
         waiting bodies alone."""
+        if self.ctx.budget.try_admit(self):
+            return
         self._room = asyncio.ensure_future(self.ctx.budget.admit(self))
         try:
             done, _ = await asyncio.wait({self._room}, timeout=SPILL_WHILE_WAITING_SECONDS)
