@@ -227,13 +227,28 @@ class AppendSession:
         # the body's end is recorded after this write: its bytes must be durable first, or after a power loss
         # the state would count bytes the blob never got (checkpoints sync apart, see _checkpoint). A big
         # flush is hashed on another io thread while it is written (hashlib and pwrite release the GIL)
-        apart = size >= _HASH_APART and (self.running is not None or bool(self.chunk_hashers))
+        apart = self._hash_apart(size)
         hashed = self.hashes.run(partial(self._hash, blocks)) if apart else None
         written = self.writes.run(partial(self._write_blocks, blocks, last, last, not apart))
         # the bytes leave the budget when the write ends, whoever awaits it (a waiting body may not)
         written.add_done_callback(lambda _: self._left_memory(size))
         self.position += size
         self.flights.append((written, hashed, self.position, last))
+
+    def _hash_apart(self, size: int) -> bool:
+        """Whether this flush is hashed by a job of its own (beside its write) or by its write job. Hash
+        updates must run in the order of the bytes, and the two queues run beside each other: while an
+        earlier flush's hash is pending in one queue, this one's goes to the same queue (a small flush
+        hashed in its write job could otherwise overtake a big one's hash: a 460 for good bytes)."""
+        if self.running is None and not self.chunk_hashers:
+            return False
+        if self.flights:
+            written, hashed, _, _ = self.flights[-1]
+            if hashed is not None and not hashed.done():
+                return True
+            if hashed is None and not written.done():
+                return False
+        return size >= _HASH_APART
 
     async def _check_type(self, head: bytes) -> None:
         """--accept: refuse a disallowed type before any of its bytes are stored, and retire the upload."""
