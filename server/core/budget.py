@@ -1,11 +1,12 @@
 """One memory budget for every request body in this process (--buffer-budget).
 
-A body's bytes count (`held`) from the moment they are read off the socket until storage has them. A body
-reads one piece at a time, each after `admit`: while the budget has room for another piece that is at
-once; when it has not, the body waits its turn (first come, first served), its socket is left alone and
-TCP slows its client. An upload is slowed, never refused. Bodies that only start waiting take no lease
-on their upload yet, so a burst of a thousand uploads is served a few dozen at a time instead of holding
-a thousand leases that each must be renewed.
+A body's bytes count (`held`) from the moment they are read off the socket until storage has them. A
+body reads one piece at a time, each after `admit`: while the budget has room for another piece that is
+at once; when it has not, the body waits its turn (first come, first served, but a body already under
+way goes before one that has not started: finishing it frees what it holds, S3's unfilled part among
+it), its socket is left alone and TCP slows its client. An upload is slowed, never refused. Bodies that
+only start waiting take no lease on their upload yet, so a burst of a thousand uploads is served a few
+dozen at a time instead of holding a thousand leases that each must be renewed.
 
 Nothing a client does can pin the budget: a body let in counts against the room (one piece) only until
 its piece arrives or for GRANT_SECONDS, and a read in progress (`reading`) only shrinks the next reads
@@ -31,14 +32,15 @@ class BodyBudget:
         self.piece = piece if limit is None else min(piece, limit)
         self.held = 0
         self.reading = 0
-        self._waiters: deque[tuple[Hashable, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[Hashable, asyncio.Future[None]]] = deque()  # bodies not started yet
+        self._under_way: deque[tuple[Hashable, asyncio.Future[None]]] = deque()  # served first
         self._granted: dict[Hashable, float] = {}  # bodies let in whose piece has not come yet, oldest first
         self._timer: asyncio.TimerHandle | None = None
 
     @property
     def waiting(self) -> int:
         """Bodies waiting for room right now."""
-        return len(self._waiters)
+        return len(self._waiters) + len(self._under_way)
 
     def start_read(self, want: int) -> int:
         """The size of the next read of a body: all it wants while there is room, less as the budget fills.
@@ -62,7 +64,7 @@ class BodyBudget:
 
     def would_wait(self) -> bool:
         """Whether `admit` would have to wait now."""
-        return bool(self._waiters) or not self._room_for_one()
+        return bool(self._waiters or self._under_way) or not self._room_for_one()
 
     def try_admit(self, body: Hashable) -> bool:
         """Let `body` read its next piece if that needs no wait (there is room and nobody waits): the common
@@ -73,18 +75,23 @@ class BodyBudget:
         self._granted[body] = time.monotonic()
         return True
 
-    async def admit(self, body: Hashable) -> None:
-        """Return when `body` may read its next piece: at once while there is room and nobody waits."""
+    async def admit(self, body: Hashable, under_way: bool = False) -> None:
+        """Return when `body` may read its next piece: at once while there is room and nobody waits.
+        `under_way`: the body has begun (it holds a lease and maybe memory): it goes before new ones."""
         if self.try_admit(body):
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append((body, waiter))
+        queue = self._under_way if under_way else self._waiters
+        queue.append((body, waiter))
         self._wake_when_grants_expire()
         try:
             await waiter
         finally:
             if not waiter.done() or waiter.cancelled():  # the request went away while waiting
-                self._waiters = deque(w for w in self._waiters if w[1] is not waiter)
+                for i, (_, queued) in enumerate(queue):
+                    if queued is waiter:
+                        del queue[i]
+                        break
 
     def used(self, body: Hashable) -> None:
         """`body`'s piece arrived, or it ended: its grant no longer counts against the room."""
@@ -103,8 +110,8 @@ class BodyBudget:
         return self.limit - self.held - len(self._granted) * self.piece >= self.piece
 
     def _wake(self) -> None:
-        while self._waiters and self._room_for_one():
-            body, waiter = self._waiters.popleft()
+        while (self._under_way or self._waiters) and self._room_for_one():
+            body, waiter = (self._under_way or self._waiters).popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 self._granted[body] = time.monotonic()
@@ -112,7 +119,7 @@ class BodyBudget:
 
     def _wake_when_grants_expire(self) -> None:
         """Waiters kept out only by grants must not wait for a release that may never come."""
-        if self._waiters and self._granted and self._timer is None:
+        if (self._waiters or self._under_way) and self._granted and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(GRANT_SECONDS, self._expired)
 
     def _expired(self) -> None:

@@ -185,7 +185,7 @@ class TusHandler(BaseHandler):
         waiting bodies alone."""
         if self.ctx.budget.try_admit(self):
             return
-        self._room = asyncio.ensure_future(self.ctx.budget.admit(self))
+        self._room = asyncio.ensure_future(self.ctx.budget.admit(self, under_way=self.session is not None))
         try:
             done, _ = await asyncio.wait({self._room}, timeout=SPILL_WHILE_WAITING_SECONDS)
             if not done and self.session is not None:
