@@ -26,9 +26,9 @@ from typing import BinaryIO
 from ..core.model import FIRST_SEGMENTS, Segments
 from ..core.ports import OffsetConflict
 from .export import copy_into_place
+from .ranges import BLOCK, exact_blocks
 from .writeback import start_writeback
 
-_READ = 1024 * 1024
 # link() failures that mean "no hard link here" (another file system, one without links, too many links)
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP}
 FILE_MODE = 0o640  # uploads and everything made from them: the server's user and group, nobody else
@@ -141,13 +141,8 @@ class FileStore:
         """Bytes [start, end) in blocks of at most 1 MiB."""
         with open(self._path(upload_id), "rb", buffering=0) as f:
             f.seek(start)
-            remaining = end - start
-            while remaining > 0:
-                block = f.read(min(_READ, remaining))
-                if not block:
-                    raise OSError(f"upload {upload_id} is shorter than expected")
-                remaining -= len(block)
-                yield block
+            short = f"upload {upload_id} is shorter than expected"
+            yield from exact_blocks(f.read, end - start, lambda: OSError(short))
 
     def open(self, upload_id: str) -> BinaryIO:
         return open(self._path(upload_id), "rb")
@@ -276,7 +271,7 @@ class FileStore:
             if exc.errno not in _NO_LINK:
                 raise
             with open(source, "rb") as blob:
-                copy_into_place(iter(lambda: blob.read(_READ), b""), target)
+                copy_into_place(iter(lambda: blob.read(BLOCK), b""), target)
 
     def unfinished(self, started_before: float) -> list[str]:
         """None: a file does not say whether its upload finished, and a finished file without a record (Redis

@@ -49,6 +49,7 @@ from ..core import ids
 from ..core.model import FIRST_SEGMENTS, Segments
 from ..core.ports import OffsetConflict
 from .export import copy_into_place
+from .ranges import exact_blocks
 from .tails import MAX_PIECES, Tail, TailCache, chain, piece_key, pieces_prefix
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 MAX_OBJECT = 5 * 1024 * 1024 * MiB  # 5 TiB
 DEFAULT_PART = 8 * MiB
-_READ = MiB
 _MISSING = {"404", "NoSuchKey", "NoSuchUpload", "NotFound"}
 
 T = TypeVar("T")
@@ -397,13 +397,7 @@ class S3Store:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
             with contextlib.closing(body):
-                remaining = end - start
-                while remaining > 0:
-                    block = body.read(min(_READ, remaining))
-                    if not block:
-                        raise S3Failure(f"{key} is shorter than expected")
-                    remaining -= len(block)
-                    yield block
+                yield from exact_blocks(body.read, end - start, lambda: S3Failure(f"{key} is shorter than expected"))
         except (ClientError, BotoCoreError) as exc:  # a generator: the decorator would see none of these
             raise S3Failure(f"s3: {exc}") from exc
 
