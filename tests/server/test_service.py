@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -119,6 +121,30 @@ def test_declared_sha256_verified_with_a_rebuilt_hash(run: Callable[..., None]) 
         assert stored.status == DONE and stored.sha256 == declared.decode()
 
     run(scenario)
+
+
+def test_a_small_flush_behind_a_big_one_is_hashed_after_it(run: Callable[..., None]) -> None:
+    """A flush of 256 KiB or more is hashed by a job of its own, a small one by its write job, on two queues
+    that run side by side. The small one's hash update used to run first whenever the big one's was still
+    waiting: the running hash covered the right bytes in the wrong order, and a good upload got a 460."""
+    async def scenario(service: UploadService) -> None:
+        big, small = os.urandom(300 * 1024), os.urandom(1000)
+        declared = hashlib.sha256(big + small).hexdigest().encode()
+        upload = await _create(service, len(big) + len(small), sha256=declared)
+        session = await service.open_append(upload.id, "", 0, new_length=None, body_length=None, checksum=None,
+                                            checksum_in_trailer=False)
+        hashing = threading.Event()
+        session.hashes.run(hashing.wait)  # the hash queue is held until the small flush's write is done
+        await session.write(big)
+        await session.flush()
+        await session.write(small)
+        await session.flush()
+        await asyncio.wait([session.flights[-1][0]])  # the small flush is written (and hashed, if by its write)
+        hashing.set()
+        done = await session.finish()
+        assert (done.status, done.sha256) == (DONE, declared.decode())
+
+    run(scenario, flush_bytes=512 * 1024, checkpoint_bytes=8 * 1024 * 1024)
 
 
 def test_mismatched_sha256_fails_the_upload_for_good(run: Callable[..., None], tmp_path: Path) -> None:
