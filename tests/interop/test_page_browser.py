@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,12 @@ def test_an_upload_interrupted_by_a_reload_continues_where_it_stopped(
     assert [row["id"] for row in after] == [upload_id] and after[0]["resumed"] == "true"
     assert [item["id"] for item in _listing(server)] == [upload_id]  # no second upload was started
     assert stored_sha256(before["url"], AUTH) == hashlib.sha256(source.read_bytes()).hexdigest()
-    # what the server had before the reload was not sent again
-    assert size <= metric(server.origin, "tuskit_bytes_received_total", AUTH) < size * 1.2
+    # what the server had before the reload was not sent again: the reloaded page's HEAD took the upload
+    # over (the old request may go on sending until the server closes it: those few pieces are read and
+    # dropped, up to 4 MiB on a loaded CI machine) and its PATCH went on from what the server kept
+    kept = [int(m.group(1)) for line in server.output if (m := re.search(r"; kept (\d+) bytes", line))]
+    assert kept and kept[-1] >= int(listed["offset"])
+    assert size <= metric(server.origin, "tuskit_bytes_received_total", AUTH) < size * 1.3
 
 
 def test_a_wrong_token_is_refused_and_nothing_is_uploaded(
