@@ -51,8 +51,8 @@ log = logging.getLogger("tuskit.server")
 SHUTDOWN_GRACE_SECONDS = 15.0
 PUBLISH_SECONDS = 0.25  # how stale another worker's gauges may be in a scrape (its counters are never stale)
 KEEPER_SECONDS = 0.5  # how soon a dead embedded redis is noticed
-SPILL_AFTER_SECONDS = 1.0  # a body quiet this long hands its buffered bytes to storage (see BodyBudget)
-PRESSED_SPILL_SECONDS = 0.1  # ... this long while other bodies wait for memory
+SETTLE_AFTER_SECONDS = 1.0  # a body quiet this long has its bytes stored and recorded (see BodyBudget)
+PRESSED_SETTLE_SECONDS = 0.1  # ... this long while other bodies wait for memory
 
 
 class StartupError(Exception):
@@ -297,31 +297,31 @@ async def _sweep_forever(ctx: ServerContext) -> None:
 
 async def _close_stalled_forever(ctx: ServerContext) -> None:
     """--network-timeout: a PATCH that sends nothing for that long keeps its bytes and is closed. One that
-    waits for the body budget is not counted as quiet; one quiet for a second hands its buffer to storage,
-    and so does one quiet for a tenth of that while other bodies wait for memory (on S3 a stalled body
+    waits for the body budget is not counted as quiet; one quiet for a second has what it sent stored and
+    recorded, and so does one quiet for a tenth of that while other bodies wait for memory (on S3 a stalled body
     holds its unfilled part: a thousand of them would otherwise take turns at a second each).
 
     Tornado's body_timeout bounds the whole body, which would cut slow but healthy large uploads.
     """
     timeout = ctx.config.network_timeout
-    every = min(SPILL_AFTER_SECONDS, timeout / 4)
+    every = min(SETTLE_AFTER_SECONDS, timeout / 4)
     scanned = time.monotonic()
     while True:
-        await asyncio.sleep(PRESSED_SPILL_SECONDS)
+        await asyncio.sleep(PRESSED_SETTLE_SECONDS)
         now = time.monotonic()
         pressed = ctx.budget.waiting > 0
         if not pressed and now - scanned < every:
             continue
         scanned = now
-        spill_after = PRESSED_SPILL_SECONDS if pressed else SPILL_AFTER_SECONDS
+        settle_after = PRESSED_SETTLE_SECONDS if pressed else SETTLE_AFTER_SECONDS
         for handler in list(ctx.active):
             if handler.held_back:
                 continue
             quiet = now - handler.last_data
             if quiet > timeout:
                 handler.interrupt(f"client sent nothing for {timeout:g}s")
-            elif quiet > spill_after:
-                handler.spill()
+            elif quiet > settle_after:
+                handler.settle()
 
 
 async def _shutdown(ctx: ServerContext, server: TusHTTPServer) -> None:

@@ -7,9 +7,9 @@ bytes are durable (S3, mid-body: as far as its parts landed); a checkpoint's syn
 writes. With a chunk checksum nothing is recorded until the whole chunk has verified.
 
 Buffered and in-flight bytes count against the process's body budget (`Runtime.budget`) until storage
-has them, and so do the bytes a writer keeps in memory after a write (S3: the unfilled part); `spill`
-hands a short buffer over early and has the writer let go of what it keeps, when the body must wait for
-memory or its client went quiet.
+has them, and so do the bytes a writer keeps in memory after a write (S3: the unfilled part); `settle`
+hands a short buffer over early, has the writer let go of what it keeps and records the offset, when the
+body must wait for memory or its client went quiet.
 
 The session takes the lease from whoever opened it and is its only releaser (`_close`); when a body ends
 without completing its upload, the offset's last move and the release are one round trip
@@ -153,23 +153,46 @@ class AppendSession:
             except Exception as exc:  # a body callback must not raise: the failure becomes the response
                 self.error = self.rt.error(exc)
 
-    async def spill(self) -> None:
-        """`flush`, then have the writer store and drop what it holds in memory: the body is about to wait
-        for the budget (or its client went quiet), and what it holds must not keep others waiting."""
+    @property
+    def settled(self) -> bool:
+        """Nothing of the body is held in memory, and every byte of it that may be recorded is."""
+        return not (self.buffered or self.retained or (self.position > self.committed and not self._unrecordable()))
+
+    async def settle(self, record: bool = True) -> None:
+        """`flush`, and have the writer store and drop what it holds in memory: the body is about to wait
+        for the budget, or its client went quiet, and what it holds must not keep others waiting. `record`
+        (the client went quiet): also make every byte durable and record the offset, so that what it sent
+        survives it (a client that stalls for good, or a Redis failover, finds it all recorded; the last
+        mid-body checkpoint alone could be two behind)."""
         await self.flush()
         async with self.lock:
-            if self.closed or self.error is not None or (not self.retained and not self.flights):
+            if self.closed or self.error is not None or not (record or self.retained or self.flights):
                 return
-            # after the flushes queued before it: what the writer holds is known once they are written
-            spilled = self.writes.run(self._spill_writer)
-            await asyncio.wait([spilled])
-            if self._stored(spilled):
+            try:
+                if record:
+                    await self._land(room=None, checkpoint=False)
+                    await self._wait_sync(record=False)
+                    if self.error is not None:
+                        return
+                # after the flushes queued before it: what the writer holds is known once they are written
+                settled = self.writes.run(partial(self._settle_writer, record))
+                await asyncio.wait([settled])
+                if not self._stored(settled):
+                    return
                 self._count_retained()
+                durable = settled.result()
+                if durable is not None and not self._unrecordable():
+                    self.durable = max(self.durable, min(durable, self.written))
+                    await self._record()
+            except Exception as exc:  # a body callback must not raise: the failure becomes the response
+                self.error = self.rt.error(exc)
 
-    def _spill_writer(self) -> None:
-        """Executor side, in the writes' queue."""
-        if self.writer is not None and not self.write_failed:
-            self.writer.spill()
+    def _settle_writer(self, sync: bool) -> int | None:
+        """Executor side, in the writes' queue; with `sync`, the durable end once the writer let go."""
+        if self.writer is None or self.write_failed:
+            return None
+        self.writer.spill()
+        return self.writer.sync() if sync else None
 
     def _count_retained(self) -> None:
         """Bring the budget in line with what the writer holds now (a write ended, or a spill)."""
@@ -357,7 +380,12 @@ class AppendSession:
             return
         # never past the writes the session has taken in (its hash covers those), whatever the sync saw
         self.durable = max(self.durable, min(syncing.result(), self.checkpoint))
-        if record and self.durable > self.committed:
+        if record:
+            await self._record()
+
+    async def _record(self) -> None:
+        """Record the durable offset mid-body, and tell the listeners."""
+        if self.durable > self.committed:
             await self._commit()
             await self.rt.events.emit(ev.PROGRESS, self.upload.id, self.upload.owner,
                                       offset=self.committed, length=self.upload.length)

@@ -137,9 +137,9 @@ class BlobWriter(Protocol):
         """Make written bytes durable and return the upload offset up to which they are: only up to there may
         an offset be recorded. Everything written before the call, or with `partial` (a checkpoint in the
         middle of a body) as far as the store gets without extra work: S3 returns the end of the parts that
-        landed and keeps the tail of an unfilled part for the body's end, so the offset advances as parts
-        land. May run in one thread while a later `write` runs in another (a checkpoint's sync beside the
-        next bytes)."""
+        landed (waiting for the one in flight) and keeps the tail of an unfilled part for the body's end, so
+        the offset advances as parts land. May run in one thread while a later `write` runs in another (a
+        checkpoint's sync beside the next bytes)."""
     def close(self) -> None: ...
 
 

@@ -26,8 +26,8 @@ class Interruptible(Protocol):
 
     def interrupt(self, why: str) -> None: ...
 
-    def spill(self) -> None:
-        """Hand the bytes it buffered to storage (its client went quiet)."""
+    def settle(self) -> None:
+        """Hand the bytes it holds to storage and record them (its client went quiet)."""
 
 
 @dataclass

@@ -189,16 +189,16 @@ class TusHandler(BaseHandler):
         try:
             done, _ = await asyncio.wait({self._room}, timeout=SPILL_WHILE_WAITING_SECONDS)
             if not done and self.session is not None:
-                await self.session.spill()  # what it frees lets the next body in (BodyBudget.release)
+                await self.session.settle(record=False)  # what it frees lets the next body in (BodyBudget.release)
             await asyncio.wait({self._room})
         finally:
             self._room.cancel()
             self._room = None
 
-    def spill(self) -> None:
-        """The client went quiet: hand its buffered bytes to storage instead of holding them in memory."""
-        if self.session is not None and (self.session.buffered or self.session.retained) and not self.session.closed:
-            self.service.spawn(self.session.spill())
+    def settle(self) -> None:
+        """The client went quiet: its bytes go to storage and are recorded instead of waiting in memory."""
+        if self.session is not None and not self.session.settled and not self.session.closed:
+            self.service.spawn(self.session.settle())
 
     # ---- ending a streamed body ------------------------------------------------------------------
 

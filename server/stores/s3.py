@@ -579,10 +579,13 @@ class S3Writer:
     @_as_oserror
     def sync(self, partial: bool = False) -> int:
         """`partial` (a checkpoint mid-body, which may run beside the next write): the end of the parts that
-        landed, without waiting or storing the tail, so the offset advances as parts land. Otherwise
-        everything: the part in flight lands, and the tail is stored where any process continues from it."""
-        if partial:  # may run beside a write in another thread: it only reads what landed
-            return self.start + self.landed
+        landed once the part in flight has, without storing the tail (the offset trails the bytes by less
+        than a part). Otherwise everything: the part in flight lands, and the tail is stored where any
+        process continues from it."""
+        if partial:  # may run beside a write in another thread: it only reads, and waits as a write would
+            in_flight = self.in_flight
+            landed = in_flight.result() if in_flight is not None else 0
+            return self.start + max(self.landed, landed)
         self._wait()
         if len(self.tail) > self.saved:
             if self.pieces >= MAX_PIECES:  # the whole tail as the chain's first piece, which skips the rest

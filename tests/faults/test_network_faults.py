@@ -12,10 +12,13 @@ import os
 from collections.abc import Callable
 
 import pytest
+import redis
 from faults import tus_ops
 from faults.fault_proxy import FaultProxy
 from faults.tus_ops import Source
 from tus_calls import poll
+
+from tuskit.server.redis import keys
 
 from support import RawResponse, ServerProcess, b64, patch_upload, raw_connect, stored_sha256
 
@@ -88,6 +91,30 @@ def test_stalled_patch_is_closed_by_the_network_timeout_and_keeps_its_bytes(
 
     assert tus_ops.offset(url) == arrived
     assert tus_ops.resume(url, source).status_code == 204
+    assert stored_sha256(url) == source.sha256
+
+
+def test_a_stalled_patch_has_every_byte_it_sent_recorded_while_it_waits(
+    server_factory: Callable[..., ServerProcess]
+) -> None:
+    """A client that stalls mid-body (for good, or while Redis fails over) finds all it sent recorded once it
+    has been quiet for a moment, not only up to the last checkpoint (8 MiB; on S3, the last part that
+    landed); its connection stays open and the body goes on from there."""
+    server = server_factory("--network-timeout", "300s")
+    source = Source(os.urandom(24 * MIB))
+    url = tus_ops.create(server.url, source)
+    state_key = keys.upload(url.rsplit("/", 1)[1])
+    sent = 10 * MIB + 12_345  # past a checkpoint, and neither on a flush's nor on an S3 part's boundary
+    sock = raw_connect(url)
+    try:
+        sock.sendall(tus_ops.patch_head(url, 0, len(source.body)) + source.body[:sent])
+        with redis.Redis(unix_socket_path=str(server.data_dir / "redis" / "redis.sock")) as state:
+            poll(lambda: int(state.hget(state_key, "offset") or 0) == sent, what="every byte sent, recorded")
+        sock.sendall(source.body[sent:])
+        done = tus_ops.answer(sock)
+        assert done is not None and done.status == 204
+    finally:
+        sock.close()
     assert stored_sha256(url) == source.sha256
 
 
