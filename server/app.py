@@ -9,7 +9,6 @@ import contextlib
 import logging
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +65,7 @@ class Launch:
 
     config: ServerConfig
     redis_url: str
-    listeners: list[list[socket.socket]]  # a set of listening sockets per worker, or one set for all
+    listeners: list[socket.socket]  # every worker accepts from all of them (http.accept)
     url: str  # the tus endpoint as announced
     tokens: TokenTable | None
     secret: bytes
@@ -75,20 +74,9 @@ class Launch:
     def __post_init__(self) -> None:
         self.metrics = MetricsBlock(self.config.workers)
 
-    def sockets(self, slot: int) -> list[socket.socket]:
-        return self.listeners[slot % len(self.listeners)]
-
-    def keep_only(self, slot: int) -> None:
-        """In a worker: close the other workers' sockets, so that they close when their workers stop."""
-        for group in self.listeners:
-            if group is not self.sockets(slot):
-                for sock in group:
-                    sock.close()
-
     def close_listeners(self) -> None:
-        for group in self.listeners:
-            for sock in group:
-                sock.close()
+        for sock in self.listeners:
+            sock.close()
 
 
 def run(config: ServerConfig) -> int:
@@ -143,7 +131,7 @@ def _prepare(config: ServerConfig, embedded: EmbeddedRedis | None) -> Launch:
     except (RuntimeError, OSError) as exc:
         raise StartupError(str(exc).splitlines()[0]) from None
     asyncio.run(_check_redis(redis_url, clear_stale=embedded is not None))
-    url = f"http://{host}:{listeners[0][0].getsockname()[1]}{config.base_path}"
+    url = f"http://{host}:{listeners[0].getsockname()[1]}{config.base_path}"
     return Launch(config, redis_url, listeners, url, tokens, secret)
 
 
@@ -160,22 +148,13 @@ def _check_storage(config: ServerConfig) -> None:
         raise StartupError(str(exc)) from None
 
 
-def _listen(config: ServerConfig) -> list[list[socket.socket]]:
-    """Workers on Linux get a listening socket each, all on one port (SO_REUSEPORT), so that the kernel
-    spreads new connections evenly over them. On one shared socket, the worker that wakes first accepts
-    every connection waiting (Tornado accepts in a loop): measured with 8 keep-alive connections of 64 KiB
-    PATCHes on 2 cores, the busier of 2 workers served 50-100% of the requests (mean 78%, 9 runs) instead
-    of 50-75% (mean 60%), and 299-409 PATCHes/s instead of 371-494 (medians of 3 alternating cycles). The
-    parent keeps every socket open: a connection for a dead worker's socket waits for its replacement."""
-    first = bind_sockets(config.port, config.host)
-    if config.workers == 1 or sys.platform != "linux":  # elsewhere SO_REUSEPORT does not balance
-        return [first]
-    # That plain bind was the check that the port is free: SO_REUSEPORT alone would let a second server
-    # with workers join a first one's port and take half its connections.
-    port = first[0].getsockname()[1]
-    for sock in first:
-        sock.close()
-    return [bind_sockets(port, config.host, reuse_port=True) for _ in range(config.workers)]
+def _listen(config: ServerConfig) -> list[socket.socket]:
+    """One set of listening sockets, which every worker inherits and accepts from, each taking its share
+    (http.accept): per-worker sockets with SO_REUSEPORT spread connections by a hash of the client's
+    address, and 2 keep-alive clients landed on one of 2 workers in 3 of 6 runs (463-595 64 KiB PATCHes/s
+    against 682-779 when split). The parent keeps them open: a replacement worker finds them, and a
+    connection that arrives while a worker dies goes to another."""
+    return bind_sockets(config.port, config.host)
 
 
 async def _check_redis(url: str, clear_stale: bool) -> None:
@@ -210,10 +189,9 @@ def _revive(embedded: EmbeddedRedis) -> bool:
 
 
 def _work(launch: Launch, slot: int, ready: Callable[[], None], embedded: EmbeddedRedis | None) -> int:
-    """A forked worker's life: the parent alone owns the data dir and the other workers' sockets."""
+    """A forked worker's life: the parent alone owns the data dir."""
     if embedded is not None:
         embedded.disown()
-    launch.keep_only(slot)
     return uvloop.run(serve(launch, slot, ready, None))
 
 
@@ -373,8 +351,9 @@ async def serve(launch: Launch, slot: int, ready: Callable[[], None], embedded: 
         # keep-alive connections (as Go's net/http does when only ReadTimeout is set)
         idle_connection_timeout=config.network_timeout,
         budget=ctx.budget,
+        share=ctx.metrics if config.workers > 1 else None,
     )
-    server.add_sockets(launch.sockets(slot))
+    server.add_sockets(launch.listeners)
     stop = asyncio.Event()
     exit_code = 0
 

@@ -1,6 +1,7 @@
 """Tornado's HTTP server with three changes of ours: chunked request bodies may end with trailers (the
 checksum-trailer extension), body reads are sized by the process's body budget and received without
-copies, and a request head over the size limit is answered 431 instead of a silent close.
+copies, a request head over the size limit is answered 431 instead of a silent close, and workers that
+share a listening socket take turns at it (http.accept).
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from tornado import httputil, iostream
@@ -24,6 +26,7 @@ from tornado.httpserver import HTTPServer, _HTTPRequestContext
 from tornado.log import gen_log
 
 from ..core.budget import MIN_PIECE, BodyBudget
+from .accept import Share, add_balanced_accept_handler
 
 _MAX_SIZE_LINE = 1024  # a chunk-size line with extensions
 _MAX_TRAILERS = 16 * 1024  # all trailer fields together
@@ -176,10 +179,26 @@ class TrailerServerConnection(HTTP1ServerConnection):
 
 
 class TusHTTPServer(HTTPServer):
-    def initialize(self, *args: Any, budget: BodyBudget | None = None, **kwargs: Any) -> None:
-        """`budget`: the process's body budget, shared with the append sessions (None: unbounded)."""
+    def initialize(self, *args: Any, budget: BodyBudget | None = None, share: Share | None = None,
+                   **kwargs: Any) -> None:
+        """`budget`: the process's body budget, shared with the append sessions (None: unbounded); `share`:
+        this worker's part of connections on a socket that workers share (None: the only process)."""
         super().initialize(*args, **kwargs)
         self.budget = budget or BodyBudget()
+        self.share = share
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        if self.share is None:
+            super().add_sockets(sockets)
+            return
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = add_balanced_accept_handler(sock, self._handle_connection, self.share)
+
+    def on_close(self, server_conn: object) -> None:
+        super().on_close(server_conn)
+        if self.share is not None:
+            self.share.closed()
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[str, ...]) -> None:
         if type(stream) is iostream.IOStream:  # not yet used: the same socket gets our stream class
@@ -190,6 +209,8 @@ class TusHTTPServer(HTTPServer):
         conn = TrailerServerConnection(stream, self.conn_params, context)
         conn.budget = self.budget
         self._connections.add(conn)
+        if self.share is not None:
+            self.share.opened()
         conn.start_serving(self)
 
 

@@ -38,11 +38,13 @@ WATCHED = {
 
 # one slot: a cell per HTTP status 100-599, then one per named value
 _FIRST_CODE, _CODES = 100, 500
-_NAMES = ("bytes_received", "rate_limited", "hook_failures", "up", "restarts", *_UPLOAD_COUNTERS, *WATCHED)
+_NAMES = ("bytes_received", "rate_limited", "hook_failures", "up", "restarts", "connections", *_UPLOAD_COUNTERS,
+          *WATCHED)
 _CELL = {name: _CODES + i for i, name in enumerate(_NAMES)}
 _SLOT_CELLS = _CODES + len(_NAMES)
 # what a dead worker's slot no longer has
-_GAUGES = ("up", "tuskit_active_patches", "tuskit_buffered_body_bytes", "tuskit_bodies_waiting_for_memory")
+_GAUGES = ("up", "connections", "tuskit_active_patches", "tuskit_buffered_body_bytes",
+           "tuskit_bodies_waiting_for_memory")
 
 
 def _number(value: float) -> str:
@@ -109,6 +111,7 @@ class Metrics:
 
     def __init__(self, block: MetricsBlock | None = None, slot: int = 0) -> None:
         self.block = block or MetricsBlock(1)
+        self.slot = slot
         self._cells = self.block.slot(slot)
         self._cells[_CELL["up"]] = 1
         self.requests = _Codes(self._cells)
@@ -120,6 +123,20 @@ class Metrics:
         """EventBus listener."""
         if event["type"] in _UPLOAD_COUNTERS:
             self._cells[_CELL[event["type"]]] += 1
+
+    # ---- this worker's share of the connections (http.accept.Share): written at once, read by the others
+
+    def opened(self) -> None:
+        self._cells[_CELL["connections"]] += 1
+
+    def closed(self) -> None:
+        self._cells[_CELL["connections"]] -= 1
+
+    def fair(self) -> bool:
+        cells, width, up, count = self.block.cells, _SLOT_CELLS, _CELL["up"], _CELL["connections"]
+        mine = cells[self.slot * width + count]
+        return all(mine <= cells[i * width + count] for i in range(self.block.slots)
+                   if i != self.slot and cells[i * width + up])
 
     def watch(self, name: str, read: Callable[[], int]) -> None:
         """Publish `read()` as the WATCHED value `name` (copied into the slot by `publish`)."""
@@ -161,6 +178,8 @@ class Metrics:
                [("", block.total(_CELL["up"]))])
         metric("tuskit_worker_restarts_total", "counter", "Workers that died and were replaced.",
                [("", block.total(_CELL["restarts"]))])
+        metric("tuskit_open_connections", "gauge", "Client connections open, by worker (how they spread).",
+               [(f'{{worker="{i}"}}', block.slot(i)[_CELL["connections"]]) for i in range(block.slots)])
         metric("tuskit_worker_requests_total", "counter", "HTTP requests answered, by worker (how the load spreads).",
                [(f'{{worker="{i}"}}', sum(block.slot(i)[:_CODES])) for i in range(block.slots)])
         return "\n".join(lines) + "\n"
