@@ -200,6 +200,9 @@ class BlobStore(Protocol):
     def get_derived(self, upload_id: str, name: str) -> bytes | None: ...
     def free_space(self) -> int | None:
         """Bytes that can still be stored; None where storage is not bounded by one disk."""
+    def health(self) -> str:
+        """"ok" if bytes can be stored right now, otherwise why not, in one line (a bucket that went away,
+        a data dir that became read-only): for /healthz, so a load balancer stops sending uploads here."""
     def unfinished(self, started_before: float) -> list[str]:
         """IDs of unfinished blobs started before `started_before` (unix time), for the sweeper to delete
         those without a live upload record (a process died while deleting it, a failover lost its record)."""

@@ -30,6 +30,7 @@ from .runtime import Runtime
 log = logging.getLogger("tuskit.server.core")
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+STORAGE_PROBE_SECONDS = 5.0  # a storage probe's answer serves the health checks of this long
 FULL_BELOW = 1024 * 1024  # a store with less free space than this is full, whatever is asked of it
 SWEEP_BATCH = 500  # expired uploads read per round trip; a sweep goes on until none are left
 STRAY_AGE_SECONDS = 86400.0  # when uploads never expire: how old an unrecorded blob must be to go
@@ -42,6 +43,8 @@ class UploadService:
         self.publisher = Publisher(rt)
         self.concat = Concatenator(rt, self.publisher)
         self.publisher.on_published.append(self.concat.on_published)
+        self._storage_probe: asyncio.Future[str] | None = None
+        self._storage_probed = 0.0  # time.monotonic() when the probe started
 
     @property
     def on_published(self) -> list[Hook]:
@@ -135,8 +138,27 @@ class UploadService:
             details["redis"] = "ok"
         except (TimeoutError, OSError, *self.rt.state.unavailable) as exc:
             details["redis"] = f"unavailable: {exc or type(exc).__name__}"
-        details["disk_free_bytes"] = await self.rt.io(self.rt.store.free_space)
+        details["storage"] = await self._storage_health()
+        try:
+            details["disk_free_bytes"] = await self.rt.io(self.rt.store.free_space)
+        except OSError:  # the store's health says why
+            details["disk_free_bytes"] = None
         return details
+
+    async def _storage_health(self) -> str:
+        """One probe at a time, its answer reused for a few seconds: a load balancer polling every worker
+        must not turn into a stream of bucket requests, nor pile up threads on a store that hangs."""
+        now = time.monotonic()
+        probe = self._storage_probe
+        if probe is None or (probe.done() and now - self._storage_probed > STORAGE_PROBE_SECONDS):
+            probe = self._storage_probe = asyncio.ensure_future(self.rt.io(self.rt.store.health))
+            self._storage_probed = now
+        try:
+            return await asyncio.wait_for(asyncio.shield(probe), HEALTH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return f"no answer within {HEALTH_TIMEOUT_SECONDS:g}s"
+        except OSError as exc:
+            return f"unavailable: {exc}"
 
     # ---- creation --------------------------------------------------------------------------------
 

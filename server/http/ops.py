@@ -17,7 +17,7 @@ class HealthHandler(BaseHandler):
         if free is not None:
             details["disk_free_minimum"] = minimum
             details["disk"] = "ok" if free >= minimum else f"only {free} bytes free, below {minimum}"
-        ok = details["redis"] == "ok" and details.get("disk", "ok") == "ok"
+        ok = details["redis"] == "ok" and details["storage"] == "ok" and details.get("disk", "ok") == "ok"
         if self.ctx.shutting_down:
             ok, details["shutting_down"] = False, True
         details["status"] = "ok" if ok else "unhealthy"

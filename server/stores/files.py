@@ -278,6 +278,11 @@ class FileStore:
         lost its data) must not be swept away as garbage."""
         return []
 
+    def health(self) -> str:
+        if not self.uploads.is_dir():
+            return f"{self.uploads} is missing (an unmounted volume?)"
+        return "ok" if os.access(self.uploads, os.W_OK | os.X_OK) else f"{self.uploads} is not writable"
+
     def free_space(self) -> int:
         st = os.statvfs(self.uploads)
         return st.f_bavail * st.f_frsize

@@ -481,6 +481,13 @@ class S3Store:
     def free_space(self) -> None:
         return None
 
+    def health(self) -> str:
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            return f"{self.location} unavailable: {exc}"
+        return "ok"
+
     def max_blob_size(self) -> int:
         return MAX_OBJECT
 

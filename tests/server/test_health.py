@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from storage import Storage
 from tus_calls import poll, upload
 
 from tuskit.server.config import ServerConfig
 from tuskit.server.redis.embedded import EmbeddedRedis
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, start_server
 
 
 @pytest.mark.file_store  # the disk check is the file store's
@@ -71,3 +72,31 @@ def test_ops_routes_survive_a_root_base_path(server_factory: Callable[..., Serve
 def test_base_path_that_would_shadow_an_ops_route_is_refused(base: str) -> None:
     with pytest.raises(ValueError, match="collide"):
         ServerConfig(base_path=base)
+
+
+def test_a_store_that_cannot_take_bytes_is_unhealthy(server_factory: Callable[..., ServerProcess],
+                                                     storage: Storage) -> None:
+    """A load balancer must stop sending uploads to a server whose bytes have nowhere to go: its bucket
+    went away, or its uploads folder did (an unmounted volume)."""
+    srv = server_factory()
+    assert requests.get(srv.origin + "/healthz", timeout=10).json()["storage"] == "ok"
+    uploads = srv.data_dir / "uploads"
+    if storage.kind == "file":
+        uploads.rename(uploads.with_name("elsewhere"))
+    else:  # the server's prefix in a bucket of its own, which is then deleted
+        bucket = "gone-" + storage.new_prefix()
+        storage.client().create_bucket(Bucket=bucket)
+        srv.stop()
+        srv = start_server(srv.data_dir, "--storage", f"s3://{bucket}/x", "--s3-endpoint", storage.endpoint,
+                           env=storage.env)
+        storage.client().delete_bucket(Bucket=bucket)
+    try:
+        health = poll(lambda: [r for r in [requests.get(srv.origin + "/healthz", timeout=10)] if r.status_code == 503],
+                      timeout=30, what="the store's failure, seen by /healthz")[0]
+        assert health.headers["Retry-After"].isdigit()
+        assert health.json()["storage"] != "ok" and health.json()["redis"] == "ok", health.json()
+    finally:
+        if storage.kind == "file":
+            uploads.with_name("elsewhere").rename(uploads)
+        else:
+            srv.stop()
