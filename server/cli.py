@@ -58,6 +58,10 @@ def _register_server(sub: Any) -> None:
     p.add_argument("--s3-region", default=env_default("s3-region", None), help="the bucket's region")
     p.add_argument("--s3-part-size", type=parse_size, default=env_default("s3-part-size", 8 * 1024**2, parse_size),
                    help="size of the S3 multipart parts, 5MiB to 5GiB (default 8MiB)")
+    p.add_argument("--s3-presign-downloads", type=parse_duration, metavar="SECONDS",
+                   default=env_default("s3-presign-downloads", 0.0, parse_duration),
+                   help="GET of a finished upload redirects to a presigned S3 URL valid this long (e.g. 15m), "
+                        "so the bytes do not pass through the server; default 0: stream them")
     p.add_argument("--base-path", default=env_default("base-path", "/files/"), help="URL path of the tus endpoint")
     p.add_argument("--max-size", type=parse_size, default=env_default("max-size", None, parse_size),
                    help="largest upload accepted (Tus-Max-Size), e.g. 10GiB; default unlimited")
@@ -167,7 +171,7 @@ def run_server(args: argparse.Namespace) -> int:
         config = ServerConfig(
             host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url,
             storage=args.storage, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region,
-            s3_part_size=args.s3_part_size,
+            s3_part_size=args.s3_part_size, s3_presign_downloads=args.s3_presign_downloads,
             base_path=args.base_path, max_size=args.max_size, expire_after=args.expire_after or None,
             cors_origins=args.cors_origins, network_timeout=args.network_timeout, behind_proxy=args.behind_proxy,
             buffer_budget=args.buffer_budget, list_without_tokens=args.list_without_tokens,

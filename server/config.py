@@ -32,6 +32,7 @@ class ServerConfig:
     s3_endpoint: str | None = None  # None: AWS; else an S3-compatible server's URL
     s3_region: str | None = None  # None: from the AWS configuration chain
     s3_part_size: int = 8 * 1024 * 1024
+    s3_presign_downloads: float = 0.0  # > 0: downloads redirect to a presigned URL valid this many seconds
     base_path: str = "/files/"
     max_size: int | None = None
     expire_after: float | None = 24 * 3600
@@ -79,6 +80,10 @@ class ServerConfig:
             raise ValueError("--thumbnail-sizes must be between 16 and 4096 pixels")
         if self.storage != "file" and not self.storage.startswith("s3://"):
             raise ValueError(f"--storage must be 'file' or s3://BUCKET[/PREFIX], got {self.storage!r}")
+        if self.s3_presign_downloads and not self.storage.startswith("s3://"):
+            raise ValueError("--s3-presign-downloads needs --storage s3://...: files have no URL of their own")
+        if not 0 <= self.s3_presign_downloads <= 7 * 86400:
+            raise ValueError("--s3-presign-downloads must be between 0 (off) and 7d (S3's longest)")
         if self.sweep_interval <= 0:
             raise ValueError("--sweep-interval must be positive")
         if self.buffer_budget < 1024 * 1024:

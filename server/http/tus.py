@@ -324,14 +324,21 @@ class TusHandler(BaseHandler):
         upload = await self.service.get(self._upload_id(), self.owner())
         if upload.status != DONE or upload.length is None:
             raise errors.NOT_FOUND("upload is not finished yet; HEAD shows its progress")
-        start, end = self._byte_range(upload.length)
         declared, filename = upload.declared_type, upload.filename
         inline = declared in _INLINE_TYPES
-        self.set_header("Content-Type", declared if inline else "application/octet-stream")
         disposition = "inline" if inline else "attachment"
         if filename:
             disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
-        self.set_header("Content-Disposition", disposition)
+        answer = {"Content-Type": declared if inline else "application/octet-stream",
+                  "Content-Disposition": disposition}
+        presign = self.ctx.config.s3_presign_downloads
+        if presign and (link := await self.service.link(upload.id, answer, presign)) is not None:
+            self.set_header("Cache-Control", "no-store")  # the link expires
+            self.redirect(link)  # the client asks the bucket, Range and all: no byte passes through here
+            return
+        start, end = self._byte_range(upload.length)
+        for name, value in answer.items():
+            self.set_header(name, value)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Accept-Ranges", "bytes")
         self.set_header("ETag", f'"{upload.sha256}"')

@@ -278,6 +278,9 @@ class FileStore:
         lost its data) must not be swept away as garbage."""
         return []
 
+    def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> None:
+        return None  # files are served by the server
+
     def health(self) -> str:
         if not self.uploads.is_dir():
             return f"{self.uploads} is missing (an unmounted volume?)"

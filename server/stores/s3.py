@@ -481,6 +481,13 @@ class S3Store:
     def free_space(self) -> None:
         return None
 
+    def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> str:
+        """Signed here (no request to S3): a GET of it within `seconds` is S3's answer, Range included."""
+        params = {"Bucket": self.bucket, "Key": self.key(upload_id)}
+        for name, value in headers.items():
+            params["Response" + name.replace("-", "")] = value  # ResponseContentType, ...
+        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=int(seconds)))
+
     def health(self) -> str:
         try:
             self.s3.head_bucket(Bucket=self.bucket)

@@ -16,7 +16,7 @@ import requests
 from balancer import RoundRobin
 from moto_server import CREDENTIALS, MotoServer
 from storage import Storage
-from tus_calls import poll
+from tus_calls import poll, upload
 
 from tuskit.server.stores.s3 import S3Location, S3Store
 from tuskit.server.stores.tails import chain
@@ -232,3 +232,36 @@ def test_a_bucket_the_server_cannot_write_stops_it_with_one_line(moto: MotoServe
     assert done.returncode != 0 and "listening" not in done.stdout
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("tuskit server: cannot write to s3://no-such-bucket/uploads/") and "NoSuchBucket" in last
+
+
+def test_downloads_can_redirect_to_a_presigned_url(s3: Storage, tmp_path: Path) -> None:
+    """--s3-presign-downloads: GET answers 302 to the bucket, which serves the bytes, ranges and the name the
+    server would have given; without the flag the server streams them itself."""
+    body = os.urandom(3 * MiB)
+    server = s3.start(tmp_path / "presign", "--s3-presign-downloads", "10m")
+    try:
+        url = upload(server.url, body, filename="report 2026.pdf")
+        moved = requests.get(url, allow_redirects=False, timeout=30)
+        assert moved.status_code == 302 and moved.headers["Cache-Control"] == "no-store"
+        assert moved.headers["Location"].startswith(s3.endpoint + "/") and "Expires=" in moved.headers["Location"]
+        whole = requests.get(url, timeout=30)
+        assert whole.status_code == 200 and whole.content == body
+        assert whole.headers["Content-Disposition"] == "attachment; filename*=UTF-8''report%202026.pdf"
+        part = requests.get(url, headers={"Range": "bytes=1000-1999"}, timeout=30)
+        assert part.status_code == 206 and part.content == body[1000:2000]
+    finally:
+        server.stop()
+    streamed = s3.start(tmp_path / "presign", prefix=s3.prefix_of(server))
+    try:
+        direct = requests.get(url.replace(server.url, streamed.url), allow_redirects=False, timeout=30)
+        assert direct.status_code == 200 and direct.content == body
+    finally:
+        streamed.stop()
+
+
+def test_presigned_downloads_need_an_s3_store(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tuskit", "server", "--port", "0", "--data-dir", str(tmp_path),
+                           "--s3-presign-downloads", "10m"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].endswith("--s3-presign-downloads needs --storage s3://...: files "
+                                                         "have no URL of their own")
