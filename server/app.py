@@ -48,6 +48,9 @@ from .workers import Supervisor
 log = logging.getLogger("tuskit.server")
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+# connections the kernel queues before a worker accepts them (capped by net.core.somaxconn): tornado's 128
+# overflowed when 200 clients connected at once, and each dropped SYN cost its client a 1 s retry
+LISTEN_BACKLOG = 4096
 PUBLISH_SECONDS = 0.25  # how stale another worker's gauges may be in a scrape (its counters are never stale)
 KEEPER_SECONDS = 0.5  # how soon a dead embedded redis is noticed
 SETTLE_AFTER_SECONDS = 1.0  # a body quiet this long has its bytes stored and recorded (see BodyBudget)
@@ -154,7 +157,7 @@ def _listen(config: ServerConfig) -> list[socket.socket]:
     address, and 2 keep-alive clients landed on one of 2 workers in 3 of 6 runs (463-595 64 KiB PATCHes/s
     against 682-779 when split). The parent keeps them open: a replacement worker finds them, and a
     connection that arrives while a worker dies goes to another."""
-    return bind_sockets(config.port, config.host)
+    return bind_sockets(config.port, config.host, backlog=LISTEN_BACKLOG)
 
 
 async def _check_redis(url: str, clear_stale: bool) -> None:

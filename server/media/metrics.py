@@ -135,7 +135,8 @@ class Metrics:
     def fair(self) -> bool:
         cells, width, up, count = self.block.cells, _SLOT_CELLS, _CELL["up"], _CELL["connections"]
         mine = cells[self.slot * width + count]
-        return all(mine <= cells[i * width + count] for i in range(self.block.slots)
+        slack = mine // 16  # a few connections are shared out exactly; a burst of them without a hold each
+        return all(mine <= cells[i * width + count] + slack for i in range(self.block.slots)
                    if i != self.slot and cells[i * width + up])
 
     def watch(self, name: str, read: Callable[[], int]) -> None:
