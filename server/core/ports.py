@@ -189,7 +189,7 @@ class BlobStore(Protocol):
         still be alive, so it can be published as it is instead of copied. Done again, it changes nothing."""
     def read(self, upload_id: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes [start, end) of a finished blob, in blocks of at most 1 MiB."""
-    def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> str | None:
+    def download_url(self, upload_id: str, headers: dict[str, str], seconds: float) -> str | None:
         """A URL that serves the finished blob directly for `seconds`, answering with `headers`
         (Content-Type, Content-Disposition): S3, a presigned GET; None where the store has no such URL."""
     def open(self, upload_id: str) -> BinaryIO:

@@ -130,9 +130,9 @@ class UploadService:
         while (block := await self.rt.io(next, blocks, None)) is not None:
             await send(block)
 
-    async def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> str | None:
-        """Where a finished upload can be fetched straight from its store (see BlobStore.link)."""
-        return await self.rt.io(self.rt.store.link, upload_id, headers, seconds)
+    async def download_url(self, upload_id: str, headers: dict[str, str], seconds: float) -> str | None:
+        """Where a finished upload can be fetched straight from its store (see BlobStore.download_url)."""
+        return await self.rt.io(self.rt.store.download_url, upload_id, headers, seconds)
 
     async def health(self) -> dict[str, Any]:
         """What a load balancer needs to know: does the state store answer, how much room is left."""

@@ -332,7 +332,7 @@ class TusHandler(BaseHandler):
         answer = {"Content-Type": declared if inline else "application/octet-stream",
                   "Content-Disposition": disposition}
         presign = self.ctx.config.s3_presign_downloads
-        if presign and (link := await self.service.link(upload.id, answer, presign)) is not None:
+        if presign and (link := await self.service.download_url(upload.id, answer, presign)) is not None:
             self.set_header("Cache-Control", "no-store")  # the link expires
             self.redirect(link)  # the client asks the bucket, Range and all: no byte passes through here
             return

@@ -278,7 +278,7 @@ class FileStore:
         lost its data) must not be swept away as garbage."""
         return []
 
-    def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> None:
+    def download_url(self, upload_id: str, headers: dict[str, str], seconds: float) -> None:
         return None  # files are served by the server
 
     def health(self) -> str:

@@ -481,7 +481,7 @@ class S3Store:
     def free_space(self) -> None:
         return None
 
-    def link(self, upload_id: str, headers: dict[str, str], seconds: float) -> str:
+    def download_url(self, upload_id: str, headers: dict[str, str], seconds: float) -> str:
         """Signed here (no request to S3): a GET of it within `seconds` is S3's answer, Range included."""
         params = {"Bucket": self.bucket, "Key": self.key(upload_id)}
         for name, value in headers.items():
