@@ -31,10 +31,9 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import cast
 
 from tuskit import errors
 from tuskit.checksums import ALGORITHMS, new_hasher
@@ -42,7 +41,7 @@ from tuskit.checksums import ALGORITHMS, new_hasher
 from . import events as ev
 from .failures import storage_error
 from .model import DONE, FAILED, Upload
-from .ports import Advance, BlobWriter, Lease, MappedBytes, OffsetConflict, Spliced, SplicingWriter
+from .ports import Advance, BlobWriter, Lease, OffsetConflict
 from .publish import Publisher
 from .runtime import Runtime, SerialJobs
 
@@ -50,7 +49,6 @@ log = logging.getLogger("tuskit.server.core")
 
 _HASH_APART = 256 * 1024  # flushes from this size on are hashed and written on two io threads at once
 _IN_FLIGHT = 2  # flushes of one body on their way to storage while the next one fills
-_SPLICE_BURST = 8 * 1024 * 1024  # most body bytes one trip to the executor moves from the socket to storage
 
 # a flush on its way to storage: its write (its result: the durable end when it synced), its hash update
 # (None: the write job hashes it too), where it ends, and whether its write is synced
@@ -141,83 +139,6 @@ class AppendSession:
                 return
         if self.buffered >= self.rt.config.flush_bytes:
             await self.flush()
-
-    async def splice(self, sock: int, want: int) -> int:
-        """Move up to `want` body bytes that socket `sock` (a fast client's) has now straight into storage,
-        inside the kernel, when the store can (ports.SplicingWriter); returns how many, 0 when none: the
-        caller then reads the body the ordinary way, which also reports whatever stopped this one.
-
-        Spliced bytes are never in this process's memory (no budget to hold) and are hashed where storage
-        has them; they land, checkpoint and are recorded like written flushes."""
-        if not self._may_splice(want):
-            return 0
-        await self.flush()
-        async with self.lock:
-            if self.closed or self.stopping or self.error is not None or not self._may_splice(want):
-                return 0
-            try:
-                return await self._splice(sock, min(want, _SPLICE_BURST))
-            except Exception as exc:  # a body callback must not raise: the failure becomes the response
-                self.error = self.rt.error(exc)
-                return 0
-
-    def _may_splice(self, want: int) -> bool:
-        """Not a body that must be checked or cut: its type is judged on its first bytes (read normally),
-        and one that overruns the length is refused by `write`."""
-        return (self.rt.store.splices and not self.lease.lost
-                and (self.position > 0 or self.rt.config.type_gate is None)
-                and (self.room is None or self.received + want <= self.room))
-
-    async def _splice(self, sock: int, limit: int) -> int:
-        await self._land(room=_SPLICE_BURST)  # the last burst is hashed while this one is moved
-        if self.error is None and self.lease.lost:
-            self.error = errors.UPLOAD_LOCKED("this request lost the upload's lease; its last bytes were not kept")
-        if self.error is not None:
-            return 0
-        mapped = self.running is not None or bool(self.chunk_hashers)
-        moved = self.writes.run(partial(self._splice_job, sock, limit, mapped))
-        await asyncio.wait([moved])
-        if not self._stored(moved):
-            return 0
-        spliced = moved.result()
-        self.received += spliced.taken  # read from the body, stored or not: the connection reads on after them
-        if spliced.failure is not None:
-            self.running = None
-            self.error = storage_error(spliced.failure)
-            return spliced.taken
-        if not spliced.taken:
-            return 0
-        # hashed from storage after the bytes are there, behind every earlier hash job (see _hash_apart)
-        hashed = self.hashes.run(partial(self._hash_mapped, spliced.mapped)) if spliced.mapped is not None else None
-        self.position += spliced.taken
-        landed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        landed.set_result(None)  # written already, not synced
-        self.flights.append((landed, hashed, self.position, False))
-        if self._expiry_due():
-            await self._slide_expiry()
-        return spliced.taken
-
-    def _splice_job(self, sock: int, limit: int, mapped: bool) -> Spliced:
-        """Executor side, in the writes' queue (after every flush before it)."""
-        try:
-            if self.write_failed:
-                raise OSError("an earlier write of this body failed")
-            if self.writer is None:
-                self.writer = self.rt.store.writer(self.upload.id, self.start, self.segment, self.segment_start)
-            spliced = cast(SplicingWriter, self.writer).splice(sock, limit, mapped)
-        except BaseException:
-            self.write_failed = True
-            raise
-        if spliced.failure is not None:
-            self.write_failed = True
-        return spliced
-
-    def _hash_mapped(self, stored: MappedBytes) -> None:
-        """Executor side: the hashes of spliced bytes, read where storage has them."""
-        try:
-            stored.read_with(lambda view: self._hash([view]))
-        finally:
-            stored.close()
 
     async def flush(self) -> None:
         """Hand the buffered bytes to storage now (also short of `flush_bytes`); returns once they are on
@@ -387,7 +308,7 @@ class AppendSession:
             self._hash(blocks)
         return stored
 
-    def _hash(self, blocks: Sequence[bytes | memoryview]) -> None:
+    def _hash(self, blocks: list[bytes]) -> None:
         """Executor side: the running and chunk hashes (hashlib releases the GIL on big blocks). The hashers
         are taken once: a failed checkpoint sync may drop `running` while a flush is being hashed."""
         hashers = [*self.chunk_hashers.values(), *([self.running] if self.running is not None else [])]

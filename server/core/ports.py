@@ -143,34 +143,6 @@ class BlobWriter(Protocol):
     def close(self) -> None: ...
 
 
-class MappedBytes(Protocol):
-    """Bytes a writer stored, readable in place (see SplicingWriter)."""
-
-    size: int
-    def read_with(self, consume: Callable[[memoryview], None]) -> None:
-        """`consume` gets the bytes; no view of them may outlive the call."""
-    def close(self) -> None: ...
-
-
-class SplicingWriter(BlobWriter, Protocol):
-    """A writer of a store whose `splices` is true: it also takes body bytes straight from the client's
-    socket, inside the kernel, so they never pass through this process's memory (a fast stream costs one
-    copy instead of two)."""
-
-    def splice(self, sock: int, limit: int, mapped: bool) -> Spliced:
-        """Store up to `limit` bytes the socket (a file descriptor) has now, waiting only a moment for
-        more (none: the connection ended, or is slow, and its next read says which)."""
-
-
-@dataclass(frozen=True)
-class Spliced:
-    """What one `SplicingWriter.splice` did."""
-
-    taken: int  # body bytes taken from the socket: the connection reads on after them
-    mapped: MappedBytes | None = None  # with `mapped`, the stored bytes readable in place, for the hashes
-    failure: OSError | None = None  # storing them failed: the request fails with it (507 for a full disk)
-
-
 class BlobStore(Protocol):
     """Where upload bytes and their derived artefacts live, addressed by upload ID and never by path.
 
@@ -204,8 +176,6 @@ class BlobStore(Protocol):
     - `export(id, target)`: file: a hard link (a copy across file systems). S3: GetObject streamed into a
       file beside the target, then linked into place.
     """
-
-    splices: bool  # its writers are SplicingWriters
 
     def create(self, upload_id: str, length: int | None) -> None:
         """An empty blob; `length` (None: deferred) lets S3 pick parts large enough for 10,000 of them."""

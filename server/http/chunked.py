@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -80,9 +79,6 @@ class TrailerConnection(HTTP1Connection):
     # set by a handler that streams a body: awaited before each piece after the first (byte-rate pacing,
     # the body budget's leave to read on)
     gate: Callable[[], Awaitable[None]] | None = None
-    # set by a handler whose store can take bytes straight from the socket: (socket fd, bytes wanted) ->
-    # bytes it moved into storage (0: none now, read on the ordinary way)
-    splice: Callable[[int, int], Awaitable[int]] | None = None
     _pieces = 0
     _piece = _FIRST_PIECE  # the next read's size, before the budget has its say
 
@@ -118,35 +114,13 @@ class TrailerConnection(HTTP1Connection):
 
     async def _read_fixed_body(self, content_length: int, delegate: httputil.HTTPMessageDelegate) -> None:
         work = 0
-        spliced = 0
         while content_length > 0:
-            # a stream fast enough to fill whole pieces is spliced while it keeps the socket full; after a
-            # short splice (the client slowed down) one ordinary read waits for it on the event loop
-            spliced = got = await self._spliced(content_length, after=spliced)
-            if not got:
-                got = await self._take_piece(delegate, content_length)
+            got = await self._take_piece(delegate, content_length)
             content_length -= got
             work += got
             if work >= _YIELD_EVERY:
                 work = 0
                 await asyncio.sleep(0)
-
-    async def _spliced(self, left: int, after: int) -> int:
-        """Body bytes the handler moved straight from the socket into storage, if that is worth trying:
-        the last read filled a whole piece or the last splice (`after`) moved one, enough is left, and
-        nothing of the body waits in the stream's buffer (tornado's; its bytes come first). Never through
-        TLS, whose bytes are not the body's. The handler gets a descriptor of its own for the socket, so
-        a close of the stream meanwhile cannot hand the number to another file."""
-        stream, splice, piece = self.stream, self.splice, self.params.chunk_size
-        fast = after >= piece if after else self._piece >= piece
-        if (splice is None or not fast or left < piece or stream.socket is None
-                or isinstance(stream, iostream.SSLIOStream) or stream._read_buffer_size):
-            return 0
-        sock = os.dup(stream.socket.fileno())
-        try:
-            return await splice(sock, left)
-        finally:
-            os.close(sock)
 
     async def _read_chunked_body(self, delegate: httputil.HTTPMessageDelegate) -> None:
         total = 0

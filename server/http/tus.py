@@ -150,8 +150,6 @@ class TusHandler(BaseHandler):
             ends_upload=ends_upload)
         self.request.connection.set_max_body_size(self._max_body())
         self.request.connection.gate = self._next_piece  # type: ignore[attr-defined]  # a TrailerConnection
-        if not self.ctx.config.byte_rate:  # paced bodies are read piece by piece
-            self.request.connection.splice = self._splice  # type: ignore[attr-defined]
         self.last_data = time.monotonic()
         self.ctx.active.add(self)
         self.session.when_asked_to_release(lambda: self.interrupt("another request took over the upload"))
@@ -163,18 +161,6 @@ class TusHandler(BaseHandler):
             self.ctx.metrics.bytes_received += len(chunk)
             self._unpaced += len(chunk)
             await self.session.write(chunk)
-
-    async def _splice(self, sock: int, want: int) -> int:
-        """The connection's offer to move body bytes from the socket straight into storage (see
-        AppendSession.splice); the bytes count as received."""
-        if self.session is None:
-            return 0
-        moved = await self.session.splice(sock, want)
-        if moved:
-            self.last_data = time.monotonic()
-            self.ctx.metrics.bytes_received += moved
-            self.ctx.metrics.bytes_spliced += moved
-        return moved
 
     async def _next_piece(self) -> None:
         """The connection's gate before each piece of the body after the first: --byte-rate pacing, then

@@ -38,8 +38,8 @@ WATCHED = {
 
 # one slot: a cell per HTTP status 100-599, then one per named value
 _FIRST_CODE, _CODES = 100, 500
-_NAMES = ("bytes_received", "bytes_spliced", "rate_limited", "hook_failures", "up", "restarts", "connections",
-          *_UPLOAD_COUNTERS, *WATCHED)
+_NAMES = ("bytes_received", "rate_limited", "hook_failures", "up", "restarts", "connections", *_UPLOAD_COUNTERS,
+          *WATCHED)
 _CELL = {name: _CODES + i for i, name in enumerate(_NAMES)}
 _SLOT_CELLS = _CODES + len(_NAMES)
 # what a dead worker's slot no longer has
@@ -106,7 +106,6 @@ class Metrics:
     """This process's counters (its slot of `block`; a block of its own by default) and the scrape."""
 
     bytes_received = _cell_property("bytes_received")
-    bytes_spliced = _cell_property("bytes_spliced")
     rate_limited = _cell_property("rate_limited")
     hook_failures = _cell_property("hook_failures")
 
@@ -167,9 +166,6 @@ class Metrics:
                [(f'{{code="{code}"}}', n) for code, n in codes if n])
         metric("tuskit_bytes_received_total", "counter", "Upload body bytes received.",
                [("", block.total(_CELL["bytes_received"]))])
-        metric("tuskit_bytes_spliced_total", "counter",
-               "Upload body bytes of those moved from the socket into storage inside the kernel (file store).",
-               [("", block.total(_CELL["bytes_spliced"]))])
         for kind, (name, help_text) in _UPLOAD_COUNTERS.items():
             metric(name, "counter", help_text, [("", block.total(_CELL[kind]))])
         metric("tuskit_rate_limited_total", "counter", "Requests refused with 429.",

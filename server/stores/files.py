@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..core.model import FIRST_SEGMENTS, Segments
-from ..core.ports import OffsetConflict, Spliced
+from ..core.ports import OffsetConflict
 from .export import copy_into_place
 from .ranges import BLOCK, exact_blocks
-from .splice import AVAILABLE, Mapped, Pipe
 from .writeback import start_writeback
 
 # link() failures that mean "no hard link here" (another file system, one without links, too many links)
@@ -73,8 +72,7 @@ class FileWriter:
     retained = 0  # written bytes are in the page cache at once: none held in this process's memory
 
     def __init__(self, path: Path, position: int, create: bool, start: int = 0) -> None:
-        # read too: spliced bytes are hashed through a read-only mapping
-        self.fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), FILE_MODE)
+        self.fd = os.open(path, os.O_WRONLY | (os.O_CREAT if create else 0), FILE_MODE)
         if not os.fstat(self.fd).st_mode & stat.S_IWUSR:
             os.close(self.fd)
             raise OffsetConflict("the upload was finished by another request")
@@ -82,28 +80,12 @@ class FileWriter:
         self.queued = position  # written bytes before this are queued for writeback (or synced)
         self.start = start  # the segment's upload offset: positions are the segment's own
         self.new_entry = path.parent if create else None  # a new file's name is durable once its directory is
-        self.pipe: Pipe | None = None  # made by the first splice
 
     def write(self, data: bytes | memoryview) -> None:
         """Store `data`, and queue the bytes of the writes before it for writeback: one write late, so a
         write that is synced at once (a small PATCH's only one) costs no writeback call of its own."""
         start = self.position
         self.position = _write_all(self.fd, data, start)
-        self._queue_before(start)
-
-    def splice(self, sock: int, limit: int, mapped: bool) -> Spliced:
-        """Store up to `limit` bytes that socket `sock` has now, moved inside the kernel (stores.splice)."""
-        if self.pipe is None:
-            self.pipe = Pipe()
-        start = self.position
-        taken, written, failure = self.pipe.move(sock, self.fd, start, limit)
-        self.position += written
-        if failure is not None:
-            return Spliced(taken, failure=failure)
-        self._queue_before(start)
-        return Spliced(taken, Mapped(self.fd, start, self.position) if mapped and taken else None)
-
-    def _queue_before(self, start: int) -> None:
         if self.queued < start:
             start_writeback(self.fd, self.queued, start - self.queued)
             self.queued = start
@@ -124,8 +106,6 @@ class FileWriter:
         return self.start + end
 
     def close(self) -> None:
-        if self.pipe is not None:
-            self.pipe.close()
         os.close(self.fd)
 
 
@@ -134,8 +114,6 @@ class FileStore:
 
     IDs reaching here were validated by `tuskit.server.core.ids`; paths are never built from anything else.
     """
-
-    splices = AVAILABLE  # its writers take bytes straight from a socket (FileWriter.splice)
 
     def __init__(self, root: Path) -> None:
         self.uploads = Path(root) / "uploads"

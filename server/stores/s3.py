@@ -134,8 +134,6 @@ class S3Store:
     """Uploads in one bucket under a prefix. IDs reaching here were validated by `core.ids` (32 hex digits,
     so `<prefix><id>` names exactly one upload's objects)."""
 
-    splices = False  # parts gather in memory: bytes must come through this process (see ports.SplicingWriter)
-
     def __init__(self, location: S3Location, part_size: int = DEFAULT_PART, part_threads: int = 16) -> None:
         if not MIN_PART <= part_size <= MAX_PART:
             raise ValueError(f"--s3-part-size must be between 5MiB and 5GiB, got {part_size}")
