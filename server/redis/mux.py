@@ -122,11 +122,18 @@ class Multiplexer:
         if self._transport is None or self._transport.is_closing():
             self._drop(RedisConnectionError("Connection to redis closed"))
             await self._connect()
-            if self._transport is None:
-                raise RedisConnectionError("Connection to redis lost while connecting")
+        # a Redis that hangs up at once can close the fresh connection before its loss is reported:
+        # writing on it would be uvloop's RuntimeError, not the RedisError callers handle
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            self._drop(RedisConnectionError("Connection to redis lost while connecting"))
+            raise RedisConnectionError("Connection to redis lost while connecting")
         request = _Request(asyncio.get_running_loop().create_future(), count)
         self._waiting.append(request)
-        self._transport.write(packed)
+        try:
+            transport.write(packed)
+        except RuntimeError as exc:  # closed between the check and the write
+            self._drop(RedisConnectionError(f"Connection to redis lost: {exc}"))
         if self._timer is None:
             self._arm(request.sent)
         return await request.future

@@ -5,8 +5,11 @@ hung Redis fails what was in flight (as RedisError, a 503 upstream) without mixi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -190,3 +194,42 @@ def test_hung_redis_times_out_and_the_next_command_gets_a_fresh_connection(own_r
         assert await client.get("k") == b"v"  # the late reply to the timed-out GET went with the old connection
 
     _run(own_redis.url, body, MultiplexedRedis.from_pool(pool))
+
+
+def test_a_redis_that_hangs_up_at_once_fails_commands_as_redis_errors(tmp_path: Path) -> None:
+    """A dying Redis accepts and closes at once (seen in CI while the embedded one failed to restart): the
+    client may find its fresh connection closed before it writes, and that must be a RedisError (the feed
+    and the 503s handle those), never uvloop's RuntimeError for a closed handle."""
+    path = tmp_path / "hangs-up.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(64)
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                listener.accept()[0].close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+
+    async def body(client: aioredis.Redis) -> None:
+        failures = []
+        for _ in range(300):
+            try:
+                await client.get("k")
+            except Exception as exc:  # the type is what is checked
+                failures.append(type(exc))
+        assert failures and all(issubclass(f, RedisError) for f in failures), set(failures)
+
+    try:
+        uvloop.run(_client_of(f"unix://{path}", body))
+    finally:
+        listener.close()
+
+
+async def _client_of(url: str, body: Callable[[aioredis.Redis], Awaitable[None]]) -> None:
+    client = connect(url)
+    try:
+        await body(client)
+    finally:
+        await client.aclose()
