@@ -47,6 +47,16 @@ class HeadLimitStream(iostream.IOStream):
 
     reading_head = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        super().set_nodelay(True)
+
+    def set_nodelay(self, value: bool) -> None:
+        """Nagle stays off for the connection's life (set once, above). Tornado turns it on to end each
+        response and off again after it: two setsockopt calls per request, ~2% of the event loop's time in
+        a run of 64 KiB PATCHes, for responses that are whole writes (a head with its small body, or
+        1 MiB download blocks) and gain nothing from coalescing."""
+
     def read_until_regex(self, regex: bytes, max_bytes: int | None = None) -> asyncio.Future[bytes]:
         self.reading_head = True
         future = super().read_until_regex(regex, max_bytes)
