@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import inspect
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ExecAbortError, ResponseError
+from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 TIMEOUT = 10.0  # seconds a command may wait for its reply before the connection is given up
@@ -252,6 +253,11 @@ class MultiplexedRedis(aioredis.Redis):
             raise reply
         return await _parsed(self, args, options, reply)
 
+    def register_script(self, script: str | bytes) -> Any:
+        if self._mux is None:
+            return super().register_script(script)
+        return MultiplexedScript(self._mux, script)
+
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if self._mux is None:
             return super().pipeline(transaction, shard_hint)
@@ -261,6 +267,30 @@ class MultiplexedRedis(aioredis.Redis):
         if self._mux is not None:
             self._mux.close()
         await super().aclose(close_connection_pool)
+
+
+class MultiplexedScript:
+    """A Lua script called by its SHA1 on the shared connection (loaded on first NOSCRIPT), as redis-py's
+    Script is: its way there (pipeline checks, evalsha, reply callbacks that EVALSHA does not have) was
+    ~3% of the event loop's time in a run of 64 KiB PATCHes, which take and release a lease by script."""
+
+    def __init__(self, mux: Multiplexer, script: str | bytes) -> None:
+        self.mux = mux
+        self.script = script.encode() if isinstance(script, str) else script
+        self.sha = hashlib.sha1(self.script).hexdigest()
+
+    async def __call__(self, keys: list[Any] | None = None, args: list[Any] | None = None) -> Any:
+        keys, args = keys or [], args or []
+        call = _pack(("EVALSHA", self.sha, len(keys), *keys, *args))
+        reply = (await self.mux.request(call, 1))[0]
+        if isinstance(reply, NoScriptError):  # a Redis that restarted, or one we never ran this on
+            load = _pack(("SCRIPT", "LOAD", self.script))
+            loaded, reply = await self.mux.request(load + call, 2)
+            if isinstance(loaded, ResponseError):
+                raise loaded
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
 
 
 async def _parsed(client: aioredis.Redis, args: tuple[Any, ...], options: dict[str, Any], reply: Any) -> Any:

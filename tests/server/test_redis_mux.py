@@ -73,7 +73,8 @@ async def _operations(client: aioredis.Redis) -> list[Any]:
         pipe.zrangebyscore("z", 0, 10, start=0, num=5)
         pipe.publish("channel", "x")
         out.append(await pipe.execute())
-    for failing in (client.hgetall("lease"), client.evalsha("0" * 40, 0)):
+    wrong_type = client.register_script("return redis.call('HGETALL', KEYS[1])")
+    for failing in (client.hgetall("lease"), client.evalsha("0" * 40, 0), wrong_type(keys=["lease"])):
         try:
             await failing
         except ResponseError as exc:
