@@ -1,7 +1,7 @@
-"""Tornado's HTTP server with three changes of ours: chunked request bodies may end with trailers (the
+"""Tornado's HTTP server with changes of ours: chunked request bodies may end with trailers (the
 checksum-trailer extension), body reads are sized by the process's body budget and received without
-copies, a request head over the size limit is answered 431 instead of a silent close, and workers that
-share a listening socket take turns at it (http.accept).
+copies, a request head over the size limit is answered 431 instead of a silent close, Nagle stays off
+for a connection's life, and workers that share a listening socket take turns at it (http.accept).
 
 Tornado 6.6 rejects a chunked body whose terminating chunk is followed by trailer fields ("improperly
 terminated chunked request"), yet tus's checksum-trailer extension sends `Upload-Checksum` exactly there.
