@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import redis
 import requests
 
-from support import TUS, ServerProcess
+from support import TUS, ServerProcess, poll
 
 
 def _b64(text: str) -> str:
@@ -73,6 +74,10 @@ def test_stalled_writer_on_a_is_released_by_a_request_at_b(
         f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 3]
     )
     try:
+        # Only a writer that holds the lease can be asked to let go: before it takes it, a HEAD has
+        # nobody to ask and answers the offset at once, leaving the stalled connection open.
+        with redis.Redis.from_url(redis_url) as client:
+            poll(lambda: client.exists("tuskit:lock:" + parts.path.rsplit("/", 1)[1]), what="A's writer's lease")
         # The client reconnects to B; B asks A's writer to let go, and answers instead of 423.
         head = requests.head(_on(b, url), headers=TUS, timeout=30)
         assert head.status_code == 200
