@@ -43,6 +43,7 @@ from .redis.locks import RedisLocker
 from .redis.ratelimit import RedisRateLimiter
 from .redis.state import RedisStateStore
 from .stores.files import FileStore
+from .stores.uring import Ring
 from .workers import Supervisor
 
 log = logging.getLogger("tuskit.server")
@@ -206,13 +207,15 @@ class Assembly:
     redis: aioredis.Redis
     locker: RedisLocker
     executors: tuple[ThreadPoolExecutor, ...]
+    ring: Ring | None  # the file store's io_uring, on this loop
 
 
 async def assemble(launch: Launch, metrics: Metrics) -> Assembly:
     config, redis_url = launch.config, launch.redis_url
     redis = connect(redis_url)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tuskit-io")
-    store, store_threads = _open_store(config)
+    ring = Ring.start() if config.storage == "file" and config.io_uring else None
+    store, store_threads = _open_store(config, ring)
     # Pillow gets its own single thread: thumbnails never queue in front of the disk writes of PATCHes
     cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuskit-cpu", initializer=background_thread)
     state = RedisStateStore(redis)
@@ -237,13 +240,13 @@ async def assemble(launch: Launch, metrics: Metrics) -> Assembly:
         budget=budget,
     )
     _observe(ctx, events, state, locker)
-    return Assembly(ctx, redis, locker, (io, cpu, *store_threads))
+    return Assembly(ctx, redis, locker, (io, cpu, *store_threads), ring)
 
 
-def _open_store(config: ServerConfig) -> tuple[BlobStore, tuple[ThreadPoolExecutor, ...]]:
+def _open_store(config: ServerConfig, ring: Ring | None) -> tuple[BlobStore, tuple[ThreadPoolExecutor, ...]]:
     """The blob store --storage names (checked at start-up by _check_storage), and its own threads."""
     if config.storage == "file":
-        return FileStore(config.data_dir), ()
+        return FileStore(config.data_dir, ring), ()
     from .stores.s3 import S3Location, S3Store
 
     store = S3Store(S3Location.parse(config.storage, config.s3_endpoint, config.s3_region), config.s3_part_size)
@@ -384,6 +387,8 @@ async def serve(launch: Launch, slot: int, ready: Callable[[], None], embedded: 
         await assembly.locker.stop()
         with contextlib.suppress(RedisError):
             await assembly.redis.aclose()
+        if assembly.ring is not None:
+            await assembly.ring.aclose()
         for executor in assembly.executors:
             executor.shutdown(wait=True)
     return exit_code

@@ -114,6 +114,9 @@ def _register_server(sub: Any) -> None:
     p.add_argument("--publish-dir", type=Path, default=env_default("publish-dir", None, Path), metavar="DIR",
                    help="each verified upload also appears as DIR/<owner>/<relativePath or filename> (a hard "
                         "link when DIR is on the data dir's file system; never overwriting)")
+    p.add_argument("--no-io-uring", action="store_true", default=env_default("no-io-uring", False, bool),
+                   help="write small bodies to the data dir through threads, not Linux's io_uring (which is "
+                        "used where the kernel allows it)")
     p.add_argument("--no-page", action="store_true", default=env_default("no-page", False, bool),
                    help="do not serve the upload page at / (a browser page to upload and watch uploads)")
     p.add_argument("--config", type=Path, default=env_default("config", None, Path), metavar="FILE",
@@ -180,7 +183,7 @@ def run_server(args: argparse.Namespace) -> int:
             request_rate=args.rate_limit, request_burst=args.rate_burst, byte_rate=args.byte_rate,
             hook_url=args.hook_url, hook_timeout=args.hook_timeout, hook_retries=args.hook_retries,
             min_free_disk=args.min_free_disk, workers=args.workers,
-            publish_dir=args.publish_dir, page=not args.no_page,
+            publish_dir=args.publish_dir, page=not args.no_page, io_uring=not args.no_io_uring,
         )
     except ValueError as exc:
         raise SystemExit(f"tuskit server: {exc}") from None

@@ -63,6 +63,7 @@ class ServerConfig:
     # front doors: what arrived and where it lands
     publish_dir: Path | None = None  # verified uploads also appear here as <owner>/<relativePath>
     page: bool = True  # the upload page at /
+    io_uring: bool = True  # small bodies go to the data dir through io_uring where the kernel allows it
     workers: int = field(default_factory=default_workers)  # processes serving requests (1: this one)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -182,6 +182,13 @@ class BlobStore(Protocol):
     def writer(self, upload_id: str, offset: int, segment: str = "", start: int = 0) -> BlobWriter:
         """Write `segment` (which starts at upload offset `start`) from upload offset `offset`; a segment
         other than the first is made by its first writer. OffsetConflict if the blob was published."""
+    def direct_append(self, upload_id: str, offset: int, segment: str, start: int,
+                      blocks: Sequence[bytes | bytearray]) -> asyncio.Future[int] | None:
+        """Unlike the rest, called on the event loop: `blocks` written into `segment` at upload offset
+        `offset` and made durable with no executor thread (the file store on Linux: io_uring). The future's
+        result is the durable end, as `BlobWriter.sync` says; it fails as a writer would (OffsetConflict
+        if the blob was published). None when the store cannot for this append: nothing was done, and the
+        caller writes through `writer` in the executor."""
     def finalize(self, upload_id: str, length: int, segments: Segments = FIRST_SEGMENTS,
                  in_place: bool = True) -> None:
         """All bytes are in: segment i's bytes up to the next one's start (the last one's up to `length`)

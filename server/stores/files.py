@@ -13,13 +13,14 @@ nobody reads any more. A writer that opens a file refuses it if it is read-only:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ from ..core.model import FIRST_SEGMENTS, Segments
 from ..core.ports import OffsetConflict
 from .export import copy_into_place
 from .ranges import BLOCK, exact_blocks
+from .uring import Ring
 from .writeback import start_writeback
 
 # link() failures that mean "no hard link here" (another file system, one without links, too many links)
@@ -55,6 +57,11 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _published() -> OffsetConflict:
+    """What a writer that finds its file read-only says."""
+    return OffsetConflict("the upload was finished by another request")
+
+
 def _copy(src: int, out: int, src_offset: int, out_offset: int, count: int, what: str) -> None:
     """`count` bytes from `src` to `out`, copied inside the kernel (shared extents where the fs can)."""
     copied = 0
@@ -75,7 +82,7 @@ class FileWriter:
         self.fd = os.open(path, os.O_WRONLY | (os.O_CREAT if create else 0), FILE_MODE)
         if not os.fstat(self.fd).st_mode & stat.S_IWUSR:
             os.close(self.fd)
-            raise OffsetConflict("the upload was finished by another request")
+            raise _published()
         self.position = position
         self.queued = position  # written bytes before this are queued for writeback (or synced)
         self.start = start  # the segment's upload offset: positions are the segment's own
@@ -113,11 +120,14 @@ class FileStore:
     """Uploads as files under `<root>/uploads/`, derived artefacts under `<root>/derived/<id>/`.
 
     IDs reaching here were validated by `tuskit.server.core.ids`; paths are never built from anything else.
+    With `ring` (made on the event loop that serves), small appends skip the executor (`direct_append`).
     """
 
-    def __init__(self, root: Path) -> None:
-        self.uploads = Path(root) / "uploads"
-        self.derived = Path(root) / "derived"
+    def __init__(self, root: Path, ring: Ring | None = None) -> None:
+        root = Path(root).absolute()  # the ring opens files by name, whatever the working directory is then
+        self.uploads = root / "uploads"
+        self.derived = root / "derived"
+        self.ring = ring
         for directory in (self.uploads, self.derived):
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
@@ -136,6 +146,14 @@ class FileStore:
 
     def writer(self, upload_id: str, offset: int, segment: str = "", start: int = 0) -> FileWriter:
         return FileWriter(self._segment(upload_id, segment), offset - start, create=bool(segment), start=start)
+
+    def direct_append(self, upload_id: str, offset: int, segment: str, start: int,
+                      blocks: Sequence[bytes | bytearray]) -> asyncio.Future[int] | None:
+        """Through the ring, into the first segment only: a segment of its own is a new file, whose name
+        must be made durable by an fsync of the directory (the writer's job)."""
+        if self.ring is None or segment:
+            return None
+        return self.ring.append(self._path(upload_id), offset, blocks, _published())
 
     def read(self, upload_id: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes [start, end) in blocks of at most 1 MiB."""

@@ -27,23 +27,28 @@ from tuskit.server.redis.events import EventBus
 from tuskit.server.redis.locks import RedisLocker
 from tuskit.server.redis.state import RedisStateStore
 from tuskit.server.stores.files import FileStore
+from tuskit.server.stores.uring import Ring
 
 Scenario = Callable[[UploadService], Awaitable[None]]
 
 
-@pytest.fixture
-def run(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
-    """Run a scenario against a fresh service (small flush and checkpoint sizes, short lock waits)."""
+@pytest.fixture(params=["threads", "io_uring"])
+def run(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """Run a scenario against a fresh service (small flush and checkpoint sizes, short lock waits); with
+    io_uring, bodies that fit in one flush are written through the file store's ring."""
     executor = ThreadPoolExecutor(4)
 
     def go(scenario: Scenario, **config: Any) -> None:
         async def main() -> None:
+            ring = None
+            if request.param == "io_uring" and (ring := Ring.start()) is None:
+                pytest.skip("this kernel or sandbox refuses io_uring")
             client = aioredis.from_url(redis_url)
             state = RedisStateStore(client)
             locker = RedisLocker(client, state, wait_seconds=0.5)
             await locker.start()
             service = UploadService(Runtime(
-                state, FileStore(tmp_path), locker, EventBus(client), executor,
+                state, FileStore(tmp_path, ring), locker, EventBus(client), executor,
                 ServiceConfig(**{"flush_bytes": 1024, "checkpoint_bytes": 4096, **config})))
             try:
                 await scenario(service)
@@ -51,6 +56,8 @@ def run(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
                 await service.drain()
                 await locker.stop()
                 await client.aclose()
+                if ring is not None:
+                    await ring.aclose()
 
         asyncio.run(main())
 
@@ -350,5 +357,27 @@ def test_a_mismatched_offset_error_carries_the_upload_offset(run: Callable[..., 
         with pytest.raises(TusError) as caught:
             await _append(service, upload.id, 10, [b"y"])
         assert (caught.value.status, caught.value.offset) == (409, 30)
+
+    run(scenario)
+
+
+def test_a_body_of_one_flush_is_written_by_the_ring_when_there_is_one(
+    run: Callable[..., None], request: pytest.FixtureRequest
+) -> None:
+    """No executor writer for it; a longer body goes through the writer, and the whole file verifies."""
+    through_ring = request.node.callspec.params["run"] == "io_uring"
+    body = os.urandom(3000)
+
+    async def scenario(service: UploadService) -> None:
+        store = service.rt.store
+        opened: list[tuple[Any, ...]] = []
+        writer = store.writer
+        store.writer = lambda *args: opened.append(args) or writer(*args)  # type: ignore[method-assign]
+        upload = await _create(service, len(body), sha256=hashlib.sha256(body).hexdigest().encode())
+        assert (await _append(service, upload.id, 0, [body[:600], body[600:1000]])).offset == 1000
+        assert len(opened) == (0 if through_ring else 1)
+        done = await _append(service, upload.id, 1000, [body[1000:]])  # two flushes of 1024 and the rest
+        assert done.status == DONE and len(opened) == (1 if through_ring else 2)
+        assert b"".join(store.read(upload.id, 0, len(body))) == body
 
     run(scenario)

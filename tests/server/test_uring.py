@@ -1,5 +1,5 @@
-"""Small appends through io_uring (`stores.uring`): the bytes land where asked, a read-only file is refused,
-the buffers outlive their callers, and more appends than the ring holds all complete."""
+"""Small appends through io_uring (`stores.uring`): the bytes land where asked, the file store refuses a
+published blob, the buffers outlive their callers, and more appends than the ring holds all complete."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from typing import TypeVar
 import pytest
 
 from tuskit.server.core.ports import OffsetConflict
-from tuskit.server.stores.files import PUBLISHED_MODE
+from tuskit.server.stores.files import PUBLISHED_MODE, FileStore
 from tuskit.server.stores.uring import Ring
+
+from support import ServerProcess, b64, create_upload, patch_upload, stored_sha256
 
 T = TypeVar("T")
 
@@ -139,3 +141,37 @@ def test_closing_the_ring_waits_for_appends_in_flight(tmp_path: Path) -> None:
     appended = asyncio.run(main())
     assert appended.done() and appended.result() == 1 << 20
     assert path.read_bytes() == _pattern(1, 1 << 20)
+
+
+def test_the_file_store_appends_through_its_ring_only_to_the_first_segment(tmp_path: Path) -> None:
+    """A later segment is a new file whose directory entry must be synced too: the writer's job."""
+    async def scenario(ring: Ring) -> None:
+        store = FileStore(tmp_path, ring)
+        store.create("a" * 32)
+        direct = store.direct_append("a" * 32, 0, "", 0, [b"first"])
+        assert direct is not None and await direct == 5
+        assert store.direct_append("a" * 32, 5, "token", 5, [b"later"]) is None
+        assert FileStore(tmp_path).direct_append("a" * 32, 5, "", 0, [b"later"]) is None  # no ring
+
+    with_ring(scenario)
+    assert (tmp_path / "uploads" / ("a" * 32)).read_bytes() == b"first"
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-io-uring",)], ids=["io_uring", "threads"])
+def test_small_patches_to_a_server_add_up_to_the_declared_file(
+    server_factory: Callable[..., ServerProcess], flags: tuple[str, ...]
+) -> None:
+    """Creation-with-upload, then 64 KiB PATCHes (the ring's size) and a last odd one, with a declared
+    sha256 the server checks before it publishes."""
+    server = server_factory(*flags)
+    body = _pattern(7, 5 * 65536 + 99)
+    digest = hashlib.sha256(body).hexdigest()
+    created = create_upload(server.url, len(body), metadata="sha256 " + b64(digest), data=body[:65536])
+    assert created.status_code == 201 and created.headers["Upload-Offset"] == "65536"
+    offset = 65536
+    while offset < len(body):
+        sent = patch_upload(created.headers["Location"], offset, body[offset:offset + 65536])
+        assert sent.status_code == 204, sent.text
+        offset = int(sent.headers["Upload-Offset"])
+    assert offset == len(body)
+    assert stored_sha256(created.headers["Location"]) == digest
