@@ -49,9 +49,12 @@ log = logging.getLogger("tuskit.server.core")
 
 _HASH_APART = 256 * 1024  # flushes from this size on are hashed and written on two io threads at once
 _IN_FLIGHT = 2  # flushes of one body on their way to storage while the next one fills
-# a body of at most this much is hashed on the event loop and handed to the store's direct_append: SHA-256
-# of 64 KiB takes ~40 us here, a trip to an io thread 0.3-0.8 ms of GIL hand-offs on a busy 2-core machine
-_DIRECT = 64 * 1024
+# a body whose hashes cost at most this many bytes hashed (size x hashers) is hashed on the event loop and
+# handed to the store's direct_append: SHA-256 of 64 KiB takes ~40 us here, a trip to an io thread 0.3-0.8
+# ms of GIL hand-offs on a busy 2-core machine. The whole-file hash and one chunk checksum fit 64 KiB
+# bodies; a chunked body that may bring any algorithm in a trailer (three hashers) goes to a thread.
+_DIRECT_HASHING = 128 * 1024
+_DIRECT = 64 * 1024  # and at most this long
 
 # a flush on its way to storage: its write (its result: the durable end when it synced), its hash update
 # (None: the write job hashes it too), where it ends, and whether its write is synced
@@ -266,7 +269,9 @@ class AppendSession:
     def _write_direct(self, blocks: list[bytes], size: int) -> asyncio.Future[int] | None:
         """A small body in one piece goes to the store from the loop, if the store can take it so: it is
         this session's only write (no writer open, nothing on its way), so the body's end is its sync."""
-        if size > _DIRECT or self.writer is not None or self.flights or self.write_failed:
+        hashers = len(self.chunk_hashers) + (self.running is not None)
+        if (size > _DIRECT or size * hashers > _DIRECT_HASHING or self.writer is not None or self.flights
+                or self.write_failed):
             return None
         written = self.rt.store.direct_append(self.upload.id, self.position, self.segment, self.segment_start,
                                               blocks)
